@@ -1,0 +1,283 @@
+"""Train a diffusion prior: ``python -m priors.train --recipe phantom --out train_runs/phantom``.
+
+The loss is EDM's (Karras et al. 2022, eq. 8 with Table 1's preconditioning and log-normal sigma
+sampling) or DDPM's eps-prediction MSE (Ho et al. 2020, Alg. 1). The run is resumable: a checkpoint
+every ``checkpoint_every`` steps holds the weights, the EMA, the optimiser and the loss log, and every
+batch is drawn from a generator seeded by the step number, so a run killed and resumed ends at the same
+weights as one never interrupted. It exports ``<name>.safetensors`` (EMA weights) with a JSON card that
+:func:`priors.load` reads, a loss-curve PNG and a sample-grid PNG.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from . import schedules as sch
+from .denoiser import wrap
+from .unet import UNet
+
+__all__ = ["RECIPES", "make_data", "edm_loss", "ddpm_loss", "train", "export", "main"]
+
+RECIPES_DIR = Path(__file__).with_name("recipes")
+RECIPES = {p.stem: p for p in sorted(RECIPES_DIR.glob("*.json"))}
+
+DEFAULTS = dict(
+    data="phantom", size=32, phantom_size=64, batch=64, steps=20000, lr=2e-4, lr_warmup=500, ema=0.999, loss="edm",
+    channels=48, channel_mult=[1, 2, 2], num_blocks=2, emb_dim=128, dropout=0.0, bf16=True,
+    checkpoint_every=250, seed=0, name=None, threads=0,
+)
+
+
+def make_data(data: str, size: int, phantom_size: int = 64) -> tuple[Callable[[int, torch.Generator], torch.Tensor], int]:
+    """A batch maker ``(n, generator) -> (n, C, size, size)`` in [0, 1], and its channel count C.
+
+    ``data`` is ``"phantom"`` (procedural), ``"natural"`` (photographs; the held-out ones excluded),
+    a folder of images, or a tensor file (.npy / .pt, (N, C, H, W) in [0, 1]) cropped at random.
+    """
+    from .photos import random_crops, training_bank
+
+    if data == "phantom":
+        from .phantoms import random_phantoms
+
+        # Crops of larger phantoms teach the local statistics of a phantom at phantom_size px.
+        def phantom_crops(n: int, g: torch.Generator) -> torch.Tensor:
+            images = random_phantoms(n, phantom_size, g)
+            top, left = torch.randint(0, phantom_size - size + 1, (2,), generator=g).tolist()
+            return images[..., top:top + size, left:left + size]
+
+        return phantom_crops, 1
+    if data == "natural":
+        bank, weights = training_bank(size)
+    else:
+        bank = _load_images(Path(data))
+        weights = torch.ones(len(bank))
+        bank = [b for b in bank if min(b.shape[-2:]) >= size]
+        if not bank:
+            raise ValueError(f"data: no image in {data} is at least {size} px on each side")
+    return (lambda n, g: random_crops(bank, weights, n, size, g)), bank[0].shape[0]
+
+
+def _load_images(path: Path) -> list[torch.Tensor]:
+    import numpy as np
+
+    if path.is_dir():
+        from PIL import Image
+
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".tif"})
+        if not files:
+            raise ValueError(f"data: no image files found under {path}")
+        return [torch.from_numpy(np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+                for f in files]
+    if path.suffix == ".npy":
+        array = torch.from_numpy(np.load(path, allow_pickle=False)).float()
+    elif path.suffix == ".pt":
+        array = torch.load(path, weights_only=True).float()
+    else:
+        raise ValueError(f"data: expected phantom, natural, a folder or a .npy/.pt file, got {path}")
+    if array.ndim != 4:
+        raise ValueError(f"data: expected a tensor (N, C, H, W), got shape {tuple(array.shape)}")
+    return list(array)
+
+
+def edm_loss(net: torch.nn.Module, x0: torch.Tensor, g: torch.Generator, schedule: sch.EDM,
+             p_mean: float = -1.2, p_std: float = 1.2) -> torch.Tensor:
+    """Karras et al. 2022, eq. 8: ``lambda(sigma) ||D(x0 + sigma n; sigma) - x0||^2``, ln sigma ~ N(P_mean, P_std^2)."""
+    sigma = (p_mean + p_std * torch.randn(x0.shape[0], 1, 1, 1, generator=g)).exp()
+    noisy = x0 + sigma * torch.randn(x0.shape, generator=g)
+    out = net(schedule.c_in(sigma) * noisy, schedule.c_noise(sigma.flatten()))
+    denoised = schedule.c_skip(sigma) * noisy + schedule.c_out(sigma) * out.float()
+    weight = (sigma**2 + schedule.sigma_data**2) / (sigma * schedule.sigma_data) ** 2
+    return (weight * (denoised - x0) ** 2).mean()
+
+
+def ddpm_loss(net: torch.nn.Module, x0: torch.Tensor, g: torch.Generator, schedule: sch.DiscreteVP) -> torch.Tensor:
+    """Ho et al. 2020, Alg. 1: ``||eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t)||^2``."""
+    t = torch.randint(0, len(schedule.betas), (x0.shape[0],), generator=g)
+    abar = sch.abar_from_sigma(schedule.sigma_table[t]).float().reshape(-1, 1, 1, 1)
+    eps = torch.randn(x0.shape, generator=g)
+    out = net(abar.sqrt() * x0 + (1 - abar).sqrt() * eps, t.float())
+    return ((out.float() - eps) ** 2).mean()
+
+
+def _without_threads(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k != "threads"}
+
+
+def _checkpoint_path(out: Path) -> Path:
+    return out / "checkpoint.pt"
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(config: dict, out: Path, max_seconds: float | None = None, progress: bool = True) -> dict:
+    """Run (or resume) training to ``config['steps']``; returns the training state.
+
+    ``max_seconds`` stops early at a checkpoint boundary (for spreading a long run over sessions).
+    """
+    config = {**DEFAULTS, **config}
+    out.mkdir(parents=True, exist_ok=True)
+    if config["threads"]:
+        torch.set_num_threads(config["threads"])
+    batch_maker, channels = make_data(config["data"], config["size"], config["phantom_size"])
+    net = UNet(in_channels=channels, channels=config["channels"], channel_mult=tuple(config["channel_mult"]),
+               num_blocks=config["num_blocks"], emb_dim=config["emb_dim"], dropout=config["dropout"])
+    ema = copy.deepcopy(net).requires_grad_(False)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config["lr"])
+    state = {"step": 0, "seconds": 0.0, "losses": []}
+    checkpoint = _checkpoint_path(out)
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, weights_only=True)
+        if _without_threads(saved["config"]) != _without_threads(config):
+            raise ValueError(f"config: {checkpoint} was written with a different config; use a new --out")
+        net.load_state_dict(saved["net"])
+        ema.load_state_dict(saved["ema"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = saved["state"]
+    schedule = sch.EDM() if config["loss"] == "edm" else sch.DiscreteVP.linear()
+    loss_fn = edm_loss if config["loss"] == "edm" else ddpm_loss
+
+    started = time.time()
+    bar = tqdm(range(state["step"], config["steps"]), initial=state["step"], total=config["steps"],
+               disable=not progress, desc=config.get("name") or "train")
+    running = []
+    for step in bar:
+        g = torch.Generator().manual_seed(config["seed"] * 1_000_003 + step)
+        x0 = batch_maker(config["batch"], g) * 2 - 1  # image units [0, 1] -> network units [-1, 1]
+        for group in optimizer.param_groups:
+            group["lr"] = config["lr"] * min(1.0, (step + 1) / config["lr_warmup"])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config["bf16"]):
+            loss = loss_fn(net, x0, g, schedule)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        decay = min(config["ema"], (1 + step) / (10 + step))
+        with torch.no_grad():
+            for p_ema, p in zip(ema.parameters(), net.parameters()):
+                p_ema.lerp_(p, 1 - decay)
+        running.append(float(loss))
+        if (step + 1) % config["checkpoint_every"] == 0 or step + 1 == config["steps"]:
+            state["step"] = step + 1
+            state["seconds"] += time.time() - started
+            started = time.time()
+            state["losses"].append([step + 1, sum(running) / len(running)])
+            running = []
+            bar.set_postfix(loss=f"{state['losses'][-1][1]:.4f}")
+            _save_atomic({"config": config, "net": net.state_dict(), "ema": ema.state_dict(),
+                          "optimizer": optimizer.state_dict(), "state": state}, checkpoint)
+            export(ema, config, state, out)
+            if max_seconds is not None and state["seconds"] >= max_seconds:
+                break
+    bar.close()
+    return state
+
+
+def card(net: UNet, config: dict, state: dict) -> dict:
+    """The JSON card :func:`priors.load` reads to rebuild and wrap the network."""
+    schedule = sch.EDM() if config["loss"] == "edm" else sch.DiscreteVP.linear()
+    return {
+        "format": "diffusion-restore",
+        "name": config.get("name"),
+        "architecture": {"class": "UNet", "config": net.config},
+        "prediction": "edm" if config["loss"] == "edm" else "eps",
+        "schedule": schedule.config() if config["loss"] == "edm" else {"kind": "discrete_vp", "beta_schedule": "linear", "n": 1000},
+        "data_range": [-1.0, 1.0],
+        "image_channels": net.config["in_channels"],
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "train": {
+            "recipe": _without_threads(config),
+            "steps": state["step"],
+            "images_seen": state["step"] * config["batch"],
+            "seconds": round(state["seconds"], 1),
+            "final_loss": state["losses"][-1][1] if state["losses"] else None,
+            "losses": state["losses"],
+            "torch": torch.__version__,
+        },
+    }
+
+
+def export(ema: UNet, config: dict, state: dict, out: Path) -> Path:
+    """Write ``<name>.safetensors`` and ``<name>.json`` (atomically) into ``out``."""
+    name = config.get("name") or "prior"
+    weights = out / f"{name}.safetensors"
+    tmp = weights.with_suffix(".safetensors.tmp")
+    save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(tmp))
+    os.replace(tmp, weights)
+    card_path = out / f"{name}.json"
+    card_path.with_suffix(".json.tmp").write_text(json.dumps(card(ema, config, state), indent=1))
+    os.replace(card_path.with_suffix(".json.tmp"), card_path)
+    return weights
+
+
+def plot(out: Path, name: str, n: int = 16, steps: int = 40) -> None:
+    """Loss curve and a grid of unconditional samples (EDM Heun sampler) from the exported EMA weights."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from safetensors.torch import load_file
+    from torchvision.utils import save_image
+
+    info = json.loads((out / f"{name}.json").read_text())
+    losses = info["train"]["losses"]
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot([s for s, _ in losses], [v for _, v in losses])
+    ax.set(xlabel="step", ylabel=f"{info['train']['recipe']['loss']} loss", yscale="log", title=name)
+    fig.tight_layout()
+    fig.savefig(out / f"{name}_loss.png", dpi=100)
+    plt.close(fig)
+
+    net = UNet(**info["architecture"]["config"])
+    net.load_state_dict(load_file(str(out / f"{name}.safetensors")))
+    net.eval()
+    prior = wrap(net, prediction=info["prediction"], schedule=sch.from_config(info["schedule"]))
+    from .sample import sample
+
+    size = info["train"]["recipe"]["size"]
+    with torch.no_grad():
+        images = sample(prior, n, steps, method="heun", generator=torch.Generator().manual_seed(0),
+                        shape=(info["image_channels"], 2 * size, 2 * size))
+    save_image(images.clamp(0, 1), out / f"{name}_samples.png", nrow=int(math.sqrt(n)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m priors.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipe", choices=sorted(RECIPES), help="a committed recipe in priors/recipes/")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (resumes if it holds a checkpoint)")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop at a checkpoint after this long")
+    parser.add_argument("--plot-only", action="store_true", help="only redraw the loss curve and sample grid")
+    for key, value in DEFAULTS.items():
+        kind = type(value) if value is not None and not isinstance(value, (bool, list)) else str
+        parser.add_argument("--" + key.replace("_", "-"), type=kind, default=None)
+    args = parser.parse_args(argv)
+    config = dict(DEFAULTS)
+    if args.recipe:
+        config.update(json.loads(RECIPES[args.recipe].read_text()))
+    for key in DEFAULTS:
+        value = getattr(args, key)
+        if value is not None:
+            if key == "channel_mult":
+                value = [int(v) for v in value.split(",")]
+            elif key == "bf16":
+                value = value.lower() in ("1", "true", "yes")
+            config[key] = value
+    if not args.plot_only:
+        train(config, args.out, max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
+    plot(args.out, config.get("name") or "prior")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""A compact, fully convolutional UNet for the bundled priors.
+
+No attention and no absolute positions: every layer is a convolution, so a network trained on 32x32
+crops denoises a 256x256 image. Inputs of any size are reflect-padded to a multiple of the total
+downsampling factor and cropped back. The noise level enters through Fourier features of ``c_noise``
+and a per-block scale/shift (FiLM), as in the EDM and ADM networks.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["UNet"]
+
+
+class FourierEmbedding(nn.Module):
+    """Fixed random Fourier features of the scalar noise conditioning (Tancik et al. 2020)."""
+
+    def __init__(self, dim: int, scale: float = 16.0):
+        super().__init__()
+        self.register_buffer("freqs", torch.randn(dim // 2, generator=torch.Generator().manual_seed(0)) * scale)
+
+    def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
+        angle = 2 * math.pi * c_noise[:, None] * self.freqs[None].to(c_noise.dtype)
+        return torch.cat([angle.cos(), angle.sin()], dim=1)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, groups: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(min(groups, c_in), c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.film = nn.Linear(emb_dim, 2 * c_out)
+        self.norm2 = nn.GroupNorm(min(groups, c_out), c_out)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.film(emb)[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.dropout(F.silu(h)))
+        return (self.skip(x) + h) / math.sqrt(2)
+
+
+class UNet(nn.Module):
+    """``UNet(in_channels, channels, channel_mult, num_blocks)``; called as ``net(x, c_noise)``.
+
+    :param channel_mult: width multiplier per resolution; ``len(channel_mult) - 1`` 2x downsamplings.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int | None = None,
+        channels: int = 64,
+        channel_mult: tuple[int, ...] = (1, 2, 2),
+        num_blocks: int = 2,
+        emb_dim: int = 128,
+        groups: int = 8,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.config = dict(in_channels=in_channels, out_channels=out_channels, channels=channels,
+                           channel_mult=list(channel_mult), num_blocks=num_blocks, emb_dim=emb_dim,
+                           groups=groups, dropout=dropout)
+        out_channels = out_channels or in_channels
+        self.factor = 2 ** (len(channel_mult) - 1)
+        self.embed = nn.Sequential(FourierEmbedding(emb_dim), nn.Linear(emb_dim, emb_dim), nn.SiLU(),
+                                   nn.Linear(emb_dim, emb_dim))
+        self.stem = nn.Conv2d(in_channels, channels, 3, padding=1)
+        widths = [channels * m for m in channel_mult]
+
+        self.down = nn.ModuleList()
+        c = channels
+        for level, width in enumerate(widths):
+            blocks = nn.ModuleList()
+            for _ in range(num_blocks):
+                blocks.append(ResBlock(c, width, emb_dim, groups, dropout))
+                c = width
+            downsample = nn.Conv2d(c, c, 3, stride=2, padding=1) if level < len(widths) - 1 else nn.Identity()
+            self.down.append(nn.ModuleDict({"blocks": blocks, "downsample": downsample}))
+
+        self.mid = ResBlock(c, c, emb_dim, groups, dropout)
+
+        self.up = nn.ModuleList()
+        for level, width in reversed(list(enumerate(widths))):
+            blocks = nn.ModuleList()
+            skip = width
+            for _ in range(num_blocks):
+                blocks.append(ResBlock(c + skip, width, emb_dim, groups, dropout))
+                c, skip = width, 0
+            upsample = nn.Conv2d(c, widths[level - 1], 3, padding=1) if level > 0 else nn.Identity()
+            self.up.append(nn.ModuleDict({"blocks": blocks, "upsample": upsample}))
+            if level > 0:
+                c = widths[level - 1]
+
+        self.head = nn.Sequential(nn.GroupNorm(min(groups, c), c), nn.SiLU(), nn.Conv2d(c, out_channels, 3, padding=1))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        pad_h, pad_w = (-height) % self.factor, (-width) % self.factor
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        emb = self.embed(c_noise.reshape(-1).expand(x.shape[0]).to(x.dtype))
+
+        h = self.stem(x)
+        skips = []
+        for level in self.down:
+            for block in level["blocks"]:
+                h = block(h, emb)
+            skips.append(h)
+            h = level["downsample"](h)
+        h = self.mid(h, emb)
+        for level in self.up:
+            h = torch.cat([h, skips.pop()], dim=1)
+            for block in level["blocks"]:
+                h = block(h, emb)
+            if not isinstance(level["upsample"], nn.Identity):
+                h = level["upsample"](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        return self.head(h)[..., :height, :width]
