@@ -152,6 +152,8 @@ def wrap(
         schedule = sch.EDM() if prediction == "edm" else sch.DiscreteVP.linear()
     if prediction == "edm" and not isinstance(schedule, sch.EDM):
         raise ValueError("schedule: prediction='edm' needs a priors.schedules.EDM conditioning")
+    if prediction == "v" and not isinstance(schedule, (sch.DiscreteVP, sch.ContinuousVP)):
+        raise ValueError("schedule: prediction='v' is defined on a variance-preserving state; use DiscreteVP or ContinuousVP")
     if not data_range[1] > data_range[0]:
         raise ValueError(f"data_range: expected (low, high) with high > low, got {data_range}")
     return NetworkPrior(module, prediction, schedule, data_range, learned_variance, image_shape)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from . import schedules as sch
 from .denoiser import wrap
-from .unet import UNet
+from .unet import UNet, reset_parameters
 
 __all__ = ["RECIPES", "make_data", "edm_loss", "ddpm_loss", "train", "export", "main"]
 
@@ -33,7 +33,7 @@ RECIPES = {p.stem: p for p in sorted(RECIPES_DIR.glob("*.json"))}
 
 DEFAULTS = dict(
     data="phantom", size=32, phantom_size=64, batch=64, steps=20000, lr=2e-4, lr_warmup=500, ema=0.999, loss="edm",
-    channels=48, channel_mult=[1, 2, 2], num_blocks=2, emb_dim=128, dropout=0.0, bf16=True,
+    channels=48, channel_mult=[1, 2, 2], num_blocks=2, emb_dim=128, groups=8, dropout=0.0, bf16=True,
     checkpoint_every=250, seed=0, name=None, threads=0,
 )
 
@@ -134,14 +134,16 @@ def train(config: dict, out: Path, max_seconds: float | None = None, progress: b
         torch.set_num_threads(config["threads"])
     batch_maker, channels = make_data(config["data"], config["size"], config["phantom_size"])
     net = UNet(in_channels=channels, channels=config["channels"], channel_mult=tuple(config["channel_mult"]),
-               num_blocks=config["num_blocks"], emb_dim=config["emb_dim"], dropout=config["dropout"])
+               num_blocks=config["num_blocks"], emb_dim=config["emb_dim"], groups=config["groups"],
+               dropout=config["dropout"])
+    reset_parameters(net, torch.Generator().manual_seed(config["seed"]))
     ema = copy.deepcopy(net).requires_grad_(False)
     optimizer = torch.optim.Adam(net.parameters(), lr=config["lr"])
     state = {"step": 0, "seconds": 0.0, "losses": []}
     checkpoint = _checkpoint_path(out)
     if checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=True)
-        if _without_threads(saved["config"]) != _without_threads(config):
+        if _without_threads({**DEFAULTS, **saved["config"]}) != _without_threads(config):
             raise ValueError(f"config: {checkpoint} was written with a different config; use a new --out")
         net.load_state_dict(saved["net"])
         ema.load_state_dict(saved["ema"])
@@ -168,7 +170,7 @@ def train(config: dict, out: Path, max_seconds: float | None = None, progress: b
         with torch.no_grad():
             for p_ema, p in zip(ema.parameters(), net.parameters()):
                 p_ema.lerp_(p, 1 - decay)
-        running.append(float(loss))
+        running.append(loss.item())
         if (step + 1) % config["checkpoint_every"] == 0 or step + 1 == config["steps"]:
             state["step"] = step + 1
             state["seconds"] += time.time() - started

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["UNet"]
+__all__ = ["UNet", "reset_parameters"]
 
 
 class FourierEmbedding(nn.Module):
@@ -127,3 +127,17 @@ class UNet(nn.Module):
             if not isinstance(level["upsample"], nn.Identity):
                 h = level["upsample"](F.interpolate(h, scale_factor=2.0, mode="nearest"))
         return self.head(h)[..., :height, :width]
+
+
+def reset_parameters(net: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Redraw every convolution and linear layer as PyTorch's default initialisation does
+    (uniform in +-1/sqrt(fan_in)), but from ``generator``, so a training run's start is reproducible.
+    Layers initialised to zero (the last convolution of each block and the head) stay zero."""
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)) and module.weight.abs().sum() > 0:
+                bound = 1.0 / math.sqrt(module.weight[0].numel())
+                module.weight.copy_((torch.rand(module.weight.shape, generator=generator) * 2 - 1) * bound)
+                if module.bias is not None:
+                    module.bias.copy_((torch.rand(module.bias.shape, generator=generator) * 2 - 1) * bound)
+    return net

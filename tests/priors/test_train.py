@@ -1,0 +1,60 @@
+"""Training: a run killed mid-way and resumed ends at the same weights as one never interrupted."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import priors
+from priors.phantoms import TEST_SEED_OFFSET, phantom, random_phantoms
+from priors.photos import HELD_OUT, TRAIN_GRAY, TRAIN_RGB
+from priors.train import train
+
+TINY = dict(name="tiny", data="phantom", size=16, phantom_size=24, batch=4, steps=6, lr=1e-3, lr_warmup=2,
+            channels=8, channel_mult=[1, 2], num_blocks=1, emb_dim=16, groups=4, checkpoint_every=2, bf16=False)
+
+
+def test_resumed_run_ends_at_the_uninterrupted_weights(tmp_path):
+    train(TINY, tmp_path / "straight", progress=False)
+    # max_seconds=0 stops at the first checkpoint, as a kill right after it would.
+    state = train(TINY, tmp_path / "resumed", max_seconds=0, progress=False)
+    assert state["step"] == 2
+    state = train(TINY, tmp_path / "resumed", progress=False)
+    assert state["step"] == 6
+    a = load_file(str(tmp_path / "straight" / "tiny.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "tiny.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)
+    # The run learned something: the weights moved from their initialisation.
+    first = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert first["state"]["losses"][-1][0] == 6
+
+
+def test_export_loads_through_the_public_loader(tmp_path):
+    train(TINY, tmp_path, progress=False)
+    card = json.loads((tmp_path / "tiny.json").read_text())
+    assert card["train"]["steps"] == 6 and card["prediction"] == "edm" and card["data_range"] == [-1.0, 1.0]
+    prior = priors.load(tmp_path / "tiny.safetensors")
+    x = torch.rand(2, 1, 20, 28)
+    out = prior.denoise(x, 0.1)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    train({**TINY, "steps": 2}, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="config"):
+        train({**TINY, "steps": 2, "lr": 5e-4}, tmp_path, progress=False)
+
+
+def test_phantoms_are_deterministic_in_range_and_varied():
+    a = random_phantoms(4, 32, torch.Generator().manual_seed(3))
+    b = random_phantoms(4, 32, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
+    assert (a[0] - a[1]).abs().mean() > 0.01
+    torch.testing.assert_close(phantom(TEST_SEED_OFFSET, 32), phantom(TEST_SEED_OFFSET, 32))
+
+
+def test_held_out_photographs_never_train():
+    assert not set(HELD_OUT) & set(TRAIN_RGB + TRAIN_GRAY)
+    assert {"astronaut", "coffee", "chelsea"} <= set(HELD_OUT)
