@@ -1,13 +1,13 @@
 """Reference figures for the medical operators, against scikit-image and the fastMRI mask definition.
 
-``python -m benchmarks.ct_mri_reference [--size 256] [--seeds 100] [--speed]`` prints:
+``python -m benchmarks.ct_mri_reference [--size 256] [--seeds 100]`` prints:
 
 1. CT forward projection vs ``skimage.transform.radon`` on the Shepp-Logan phantom (relative difference),
    with skimage's ``circle=True`` (N detectors) and ``circle=False`` (ceil(sqrt(2) N) detectors) conventions;
 2. FBP vs ``skimage.transform.iradon`` at 180 and 30 views: PSNR of each against the phantom, side by side;
 3. fastMRI 1-D masks (``operators.masks``) at R=4 and R=8: measured acceleration and centre lines against the
    fastMRI definition (``round(W * cf)`` centre columns, cf = 0.08 / 0.04, expected acceleration R);
-4. with ``--speed``: forward + adjoint time of MRI (8 coils) and CT vs deepinv (:mod:`benchmarks.medical_speed`).
+Speed against deepinv lives in :mod:`benchmarks.operator_speed`.
 """
 from __future__ import annotations
 
@@ -105,7 +105,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--seeds", type=int, default=100)
-    parser.add_argument("--speed", action="store_true", help="also time MRI and CT against deepinv")
     args = parser.parse_args()
 
     ct = ct_reference(args.size)
@@ -125,14 +124,6 @@ def main() -> None:
         print(f"  {r['mask']:<11} {r['R']:>2} {r['cf']:>5.2f} {r['measured_accel_mean']:>8.3f} "
               f"[{r['measured_accel_min']:.2f}, {r['measured_accel_max']:.2f}]{'':>1} {r['fastmri_centre_lines']:>15} "
               f"{r['centre_run_min']:>14} / {r['centre_run_median']:<6.1f} {str(r['centre_block_always_sampled']):>18}")
-
-    if args.speed:
-        from benchmarks.medical_speed import medical_speed
-
-        print("\nforward + adjoint, median time (ours / deepinv)")
-        for r in medical_speed("cuda" if torch.cuda.is_available() else "cpu"):
-            print(f"  {r['operator']:<14} {r['shape']:<14} ours {r['ours_s']:.4f} s  deepinv {r['deepinv_s']:.4f} s  "
-                  f"ratio {r['ratio']:.3f}")
 
 
 if __name__ == "__main__":

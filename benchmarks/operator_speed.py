@@ -18,6 +18,7 @@ Pairs (``PAIRS``; add one with a function returning ``(label, ours_fwd_adj, deep
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from typing import Callable
@@ -90,14 +91,14 @@ def mri_pairs(batch: int, size: int, device: torch.device) -> list[Pair]:
 
 
 def ct_pairs(batch: int, size: int, device: torch.device) -> list[Pair]:
-    """Parallel-beam CT at 256x256, 180 views in [0, 180), 256 detectors (deepinv's circle=False
-    geometry uses more detectors; both are the standard full-view set-up of each library)."""
+    """Parallel-beam CT at 256x256, 180 views in [0, 180), the same geometry on both sides: deepinv's
+    circle=False detector count ceil(sqrt(2) n), and no operator-norm normalisation."""
     import deepinv
 
     n, views = 256, 180
     x = torch.rand(batch, 1, n, n, generator=torch.Generator().manual_seed(3)).to(device)
-    ours = ops.CT(n, angles=views).to(device)
-    theirs = deepinv.physics.Tomography(angles=views, img_width=n, device=device)
+    ours = ops.CT(n, angles=views, n_detectors=math.ceil(math.sqrt(2) * n)).to(device)
+    theirs = deepinv.physics.Tomography(angles=views, img_width=n, circle=False, normalize=False, device=device)
     return [("CT 256x256 180 views", lambda: ours.H(ours(x)), lambda: theirs.A_adjoint(theirs.A(x)))]
 
 
