@@ -34,8 +34,10 @@ class GaussianMixture(Prior):
     :param means: (K, *shape); ``shape`` is the per-sample shape (``image_shape``), flattened to
         ``d = prod(shape)`` internally.
     :param covs: (K, d, d) full, (K, d) or (K, *shape) diagonal, or (K,) isotropic covariances.
-    :param sigma_min, sigma_max: the sampling range; default ``1e-3`` and ``100`` times the data scale
-        (the spread of the data or the largest mean coordinate, whichever is larger).
+    :param sigma_min, sigma_max: the sampling range. Default: ``sigma_max`` is 100 times the data scale
+        (the spread of the data or the largest mean coordinate, whichever is larger); ``sigma_min`` is
+        1e-3 times the smallest standard deviation of any component in any direction, kept within
+        [1e-6, 1e-3] times the data scale.
     :param dtype: what :meth:`sample` returns; default the dtype ``means`` came in.
 
     Parameters are kept in float64 on the device of ``means``.
@@ -72,7 +74,7 @@ class GaussianMixture(Prior):
         self.means = means.to(torch.float64).reshape(n_comp, d)
         self.eigvals, self.eigvecs = _eigh(torch.as_tensor(covs, device=device), n_comp, d)
         scale = _data_scale(self)
-        self.sigma_min = float(sigma_min) if sigma_min is not None else 1e-3 * scale
+        self.sigma_min = float(sigma_min) if sigma_min is not None else 1e-3 * _finest_scale(self, scale)
         self.sigma_max = float(sigma_max) if sigma_max is not None else 100.0 * scale
 
     # ----------------------------------------------------------------------------------- moments
@@ -161,7 +163,7 @@ class GaussianMixture(Prior):
         Per component (Bishop 2006, eqs. 2.113-2.117, in gain form so singular ``C_k`` are fine), with
         ``G_k = A C_k A^T + sigma_y^2 I``:
 
-        * covariance ``C_k - C_k A^T G_k^{-1} A C_k``;
+        * covariance ``C_k - C_k A^T G_k^{-1} A C_k`` (computed in Joseph's form);
         * mean ``mu_k + C_k A^T G_k^{-1} (y - A mu_k)``;
         * weight proportional to ``pi_k N(y; A mu_k, G_k)``.
 
@@ -182,14 +184,16 @@ class GaussianMixture(Prior):
         resid = y_vec - self.means @ a.T  # (K, m): y - A mu_k
         gain_t = torch.cholesky_solve(ac, chol)  # (K, m, d): G_k^{-1} A C_k
         post_means = self.means + torch.einsum("kmd,km->kd", gain_t, resid)
-        post_covs = covs - ac.transpose(1, 2) @ gain_t
+        # Joseph's form of C - C A^T G^-1 A C: the same matrix, but positive semi-definite in floating point
+        gain = gain_t.transpose(1, 2)  # (K, d, m): C_k A^T G_k^{-1}
+        keep = torch.eye(self.dim, dtype=torch.float64, device=a.device) - gain @ a
+        post_covs = keep @ covs @ keep.transpose(1, 2) + sigma_y**2 * gain @ gain.transpose(1, 2)
         white = torch.linalg.solve_triangular(chol, resid[..., None], upper=False)[..., 0]
         log_evidence = -0.5 * (white**2).sum(-1) - chol.diagonal(dim1=1, dim2=2).log().sum(-1)
         log_w = self.weights.log() + log_evidence
         return GaussianMixture(
             torch.softmax(log_w, 0), post_means.reshape(-1, *self.image_shape),
-            0.5 * (post_covs + post_covs.transpose(1, 2)),
-            sigma_min=self.sigma_min, sigma_max=self.sigma_max, dtype=self.dtype)
+            0.5 * (post_covs + post_covs.transpose(1, 2)), dtype=self.dtype)
 
 
 class Gaussian(GaussianMixture):
@@ -253,6 +257,16 @@ def _data_scale(prior: GaussianMixture) -> float:
     mean_size = (prior.weights @ prior.means).abs().amax()
     scale = max(float(spread + between) ** 0.5, float(mean_size))
     return scale if scale > 0 else 1.0
+
+
+def _finest_scale(prior: GaussianMixture, scale: float) -> float:
+    """The smallest standard deviation of any component in any direction, but at least 1e-3 ``scale``.
+
+    The last step of a sampler is a denoising from sigma_min, which shrinks a direction of variance
+    ``lambda`` to ``lambda^2 / (lambda + sigma_min^2)``; tying sigma_min to the finest direction keeps
+    that shrinkage below 1e-6 wherever the data range allows.
+    """
+    return min(max(float(prior.eigvals.min().clamp(min=0)) ** 0.5, 1e-3 * scale), scale)
 
 
 def _linear_gaussian_model(op, y: torch.Tensor, noise, prior: GaussianMixture,
