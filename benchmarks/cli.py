@@ -1,0 +1,181 @@
+"""``restore-bench`` (also ``python -m benchmarks``): list suites, run one, report on a results folder.
+
+Exit codes:
+
+* 0 -- done, every cell of the grid finished with status ``ok``;
+* 1 -- the run completed but some cells failed or diverged (their errors are in the store and
+  the report); rerun with ``--retry-failed`` to try them again;
+* 2 -- usage error: bad option, unknown suite or solver, malformed suite YAML;
+* 3 -- missing data or checkpoint: the suite needs ``--data PATH`` or a checkpoint file that is
+  not on this machine (the message says which and where);
+* 130 -- interrupted (Ctrl-C); finished cells are kept and a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_CELLS_FAILED, EXIT_USAGE, EXIT_MISSING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+EPILOG = """\
+exit codes: 0 all cells ok; 1 run completed but some cells failed or diverged;
+2 usage error (bad option, unknown suite/solver, bad YAML); 3 missing data or checkpoint;
+130 interrupted (rerun the same command to resume).
+
+examples:
+  restore-bench list
+  restore-bench run quick --out results/quick
+  restore-bench run gmm --out results/gmm --solvers dps,daps,exact
+  restore-bench run dps-ffhq --data /data/ffhq256 --out results/dps-ffhq --device cuda
+  restore-bench run my_suite.yaml --out results/mine --limit 2
+  restore-bench report results/quick
+"""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _solver_list(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated solver labels, e.g. dps,daps")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="restore-bench", description="Benchmark diffusion-prior solvers on inverse problems.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,report}")
+
+    p_list = sub.add_parser("list", help="list bundled suites and registered components",
+                            description="List bundled suites, and with -v the registered "
+                                        "solvers, operators, datasets and priors.")
+    p_list.add_argument("-v", "--verbose", action="store_true",
+                        help="also list registry names usable in a suite")
+
+    p_run = sub.add_parser(
+        "run", help="run a suite's grid into a results folder (resumable)",
+        description="Run every dataset x operator x solver x seed cell of a suite. Finished cells "
+                    "are skipped, so rerunning the same command resumes a killed run; two runs "
+                    "may share one --out folder.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p_run.add_argument("suite", metavar="SUITE_OR_YAML",
+                       help="a bundled suite name (see 'list') or a path to a suite YAML file")
+    p_run.add_argument("--out", required=True, type=Path, metavar="DIR",
+                       help="results folder: results.sqlite, images/, report.md, report.html")
+    p_run.add_argument("--limit", type=_positive_int, metavar="N",
+                       help="use at most N images per dataset")
+    p_run.add_argument("--solvers", type=_solver_list, metavar="A,B",
+                       help="run only these solver labels of the suite")
+    p_run.add_argument("--device", default="cpu",
+                       help="torch device: cpu (default), cuda, cuda:1, ...")
+    p_run.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                       help="bfloat16 runs the solver under torch.autocast (default float32)")
+    p_run.add_argument("--data", metavar="PATH",
+                       help="dataset location for protocol suites (fills ${data} in the YAML)")
+    p_run.add_argument("--checkpoint", metavar="PATH",
+                       help="prior checkpoint, overriding the suite's 'checkpoint' entry")
+    p_run.add_argument("--retry-failed", action="store_true",
+                       help="run cells whose stored status is failed or diverged again")
+    p_run.add_argument("--no-report", action="store_true",
+                       help="do not write report.md / report.html at the end")
+    p_run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p_report = sub.add_parser("report", help="write report.md and report.html for a results folder",
+                              description="Summarise a results folder: tables (mean ± std per "
+                                          "cell), PSNR vs wall time and vs NFE plots, image grids.")
+    p_report.add_argument("out", type=Path, metavar="DIR", help="a folder written by 'run'")
+    return parser
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from . import runner
+    suites = runner.available_suites()
+    width = max(map(len, suites), default=0)
+    print("suites:")
+    for name, description in suites.items():
+        first = description.split(". ")[0].rstrip(".")
+        print(f"  {name:<{width}}  {description if args.verbose else first}")
+    if args.verbose:
+        print("\noperators:\n  " + ", ".join(sorted(runner.OPERATORS)))
+        for kind in ("solver", "dataset"):
+            try:
+                names = sorted(runner._registry(kind))
+            except Exception as err:  # noqa: BLE001 - a package still missing is shown, not fatal
+                names = [f"(unavailable: {err})"]
+            print(f"\n{kind}s:\n  " + ", ".join(names))
+        try:
+            import priors
+            names = sorted(priors.available())
+        except Exception as err:  # noqa: BLE001
+            names = [f"(unavailable: {err})"]
+        print("\npriors:\n  " + ", ".join(["gmm"] + list(names)))
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    from . import report, runner
+    if args.device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            print(f"restore-bench: --device {args.device}: CUDA is not available", file=sys.stderr)
+            return EXIT_USAGE
+    suite = runner.load_suite(args.suite, data=args.data, checkpoint=args.checkpoint)
+    summary = runner.run(suite, args.out, limit=args.limit, solvers=args.solvers,
+                         device=args.device, dtype=args.dtype, retry_failed=args.retry_failed,
+                         progress=not args.quiet,
+                         command="restore-bench " + shlex.join(argv))
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.status.items()))
+    print(f"{summary.suite}: {summary.cells} cells ({counts}); ran {summary.ran}, "
+          f"skipped {summary.skipped} already finished; {summary.wall_s:.1f} s")
+    if not args.no_report:
+        paths = report.write_report(args.out)
+        print("report: " + ", ".join(str(p) for p in paths))
+    return EXIT_CELLS_FAILED if summary.failed else EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from . import report, runner
+    if not (args.out / "results.sqlite").exists():
+        raise runner.MissingResource(f"{args.out}: no results.sqlite here (write one with 'run')")
+    for path in report.write_report(args.out):
+        print(path)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``restore-bench``; returns the exit code (see the module docstring)."""
+    from . import runner
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse exits 2 on errors, 0 on --help
+        return int(exit_.code or 0)
+    try:
+        if args.command == "list":
+            return _cmd_list(args)
+        if args.command == "run":
+            return _cmd_run(args, argv)
+        return _cmd_report(args)
+    except runner.MissingResource as err:
+        print(f"restore-bench: missing data or checkpoint: {err}", file=sys.stderr)
+        return EXIT_MISSING
+    except runner.BenchmarkError as err:
+        print(f"restore-bench: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("restore-bench: interrupted; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""Reports on a results folder: ``report.md`` (+ ``report_files/``) and a self-contained
+``report.html`` (every figure embedded as base64 PNG), both made with matplotlib.
+
+Per suite and task (prior, dataset, operator) the report shows a table of mean ± std over images
+(and seeds) per solver, an overview table of the main metric, plots of PSNR against wall time and
+against network evaluations (NFE), image grids (truth, measurement, baselines, each solver,
+posterior std where a solver drew several samples) and the errors of failed or diverged cells.
+When a cell was run several times with different settings, the newest row is shown.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .store import Store, write_atomic
+
+#: Metrics shown, in order, and whether higher is better (for the overview's bold best entry).
+METRICS = {"psnr": True, "ssim": True, "lpips": False, "residual": False,
+           "sw": False, "sw_floor": False, "mean_err": False, "std_ratio": None}
+BASELINES = ("pinv", "tv", "fbp", "zero_filled", "zerofilled", "adjoint", "exact")
+
+
+def _latest(rows: list[dict]) -> list[dict]:
+    newest: dict[tuple, dict] = {}
+    for row in rows:  # rows come oldest first
+        newest[(row["suite"], row["task"], row["prior"], row["dataset"], row["operator"],
+                row["solver"], row["seed"])] = row
+    return list(newest.values())
+
+
+def _fmt(mean: float | None, std: float | None = None, digits: int = 3) -> str:
+    if mean is None or not math.isfinite(mean):
+        return "–"
+    if std is None:
+        return f"{mean:.{digits}g}" if abs(mean) < 1e4 else f"{mean:.3e}"
+    return f"{mean:.{digits}g} ± {std:.2g}"
+
+
+def _cell(pooled: dict[str, tuple[float, float, int]], metric: str) -> str:
+    """``mean ± std`` (just the mean for a single value), or a dash."""
+    if metric not in pooled:
+        return "–"
+    mean, std, n = pooled[metric]
+    return _fmt(mean, std if n > 1 else None)
+
+
+def _pooled(store: Store, rows: list[dict]) -> dict[str, tuple[float, float, int]]:
+    """Metric -> (mean, std, n) pooled over the images of ``rows`` (one per seed)."""
+    values: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        if row["status"] != "ok":  # a cell that failed part-way is not scored on its good images
+            continue
+        for image in store.images(row["key"]):
+            for name, v in image["metrics"].items():
+                if v is not None and math.isfinite(v):
+                    values[name].append(v)
+    return {k: (float(np.mean(v)), float(np.std(v)), len(v)) for k, v in values.items()}
+
+
+class _Doc:
+    """Builds the Markdown and the HTML side by side."""
+
+    def __init__(self, out: Path):
+        self.out, self.md, self.html, self.figures = out, [], [], 0
+
+    def heading(self, text: str, level: int) -> None:
+        self.md.append(f"{'#' * level} {text}\n")
+        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def para(self, text: str) -> None:
+        self.md.append(text + "\n")
+        self.html.append(f"<p>{html.escape(text)}</p>")
+
+    def pre(self, text: str) -> None:
+        self.md.append("```\n" + text + "\n```\n")
+        self.html.append(f"<pre>{html.escape(text)}</pre>")
+
+    def table(self, header: list[str], body: list[list[str]], bold: set[tuple[int, int]] = ()) -> None:
+        def cell(i, j, v):
+            return f"**{v}**" if (i, j) in bold else v
+        self.md.append("| " + " | ".join(header) + " |")
+        self.md.append("|" + "---|" * len(header))
+        for i, r in enumerate(body):
+            self.md.append("| " + " | ".join(cell(i, j, v) for j, v in enumerate(r)) + " |")
+        self.md.append("")
+        rows = "".join(
+            "<tr>" + "".join(f"<td><b>{html.escape(v)}</b></td>" if (i, j) in bold
+                             else f"<td>{html.escape(v)}</td>" for j, v in enumerate(r)) + "</tr>"
+            for i, r in enumerate(body))
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        self.html.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+
+    def figure(self, fig: Any, caption: str) -> None:
+        import matplotlib.pyplot as plt
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        data = buf.getvalue()
+        self.figures += 1
+        name = f"report_files/fig{self.figures:03d}.png"
+        write_atomic(self.out / name, data)
+        self.md.append(f"![{caption}]({name})\n")
+        b64 = base64.b64encode(data).decode()
+        self.html.append(f'<figure><img alt="{html.escape(caption)}" '
+                         f'src="data:image/png;base64,{b64}"/>'
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+    def render_html(self, title: str) -> str:
+        style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+                 "table{border-collapse:collapse;margin:1em 0;font-size:14px}"
+                 "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
+                 "th{background:#eee}td:first-child{text-align:left}"
+                 "img{max-width:100%}pre{background:#f6f6f6;padding:.5em;overflow-x:auto;"
+                 "font-size:12px}figcaption{font-size:13px;color:#555}")
+        return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+                f"</title><style>{style}</style></head><body>" + "\n".join(self.html)
+                + "</body></html>\n")
+
+
+def _metric_names(groups: Iterable[dict]) -> list[str]:
+    present = {m for g in groups for m in g}
+    return [m for m in METRICS if m in present] + sorted(present - set(METRICS))
+
+
+def _task_table(doc: _Doc, store: Store, by_solver: dict[str, list[dict]]) -> dict[str, dict]:
+    pooled = {s: _pooled(store, rows) for s, rows in by_solver.items()}
+    names = [m for m in _metric_names(pooled.values()) if m != "sw_floor"]
+    header = ["solver", "status"] + names + ["wall s/img", "NFE/img", "peak MB", "images"]
+    body = []
+    for solver, rows in by_solver.items():
+        status = ", ".join(sorted({r["status"] for r in rows}))
+        p = pooled[solver]
+        n = max((v[2] for v in p.values()), default=0)
+        walls = [r["wall_s"] for r in rows if r["wall_s"] is not None]
+        nfes = [r["nfe"] for r in rows if r["nfe"] is not None]
+        mems = [r["peak_mem_mb"] for r in rows if r["peak_mem_mb"] is not None]
+        body.append([solver, status] + [_cell(p, m) for m in names]
+                    + [_fmt(np.mean(walls) if walls else None),
+                       _fmt(np.mean(nfes) if nfes else None),
+                       _fmt(max(mems) if mems else None, digits=4), str(n)])
+    bold = set()
+    for j, m in enumerate(names):
+        better = METRICS.get(m)
+        scored = [(pooled[s][m][0], i) for i, s in enumerate(by_solver)
+                  if m in pooled[s] and s != "exact"]
+        if better is not None and len(scored) > 1:
+            bold.add(((max if better else min)(scored)[1], j + 2))
+    doc.table(header, body, bold)
+    floors = [p["sw_floor"][0] for p in pooled.values() if "sw_floor" in p]
+    if floors:
+        doc.para(f"Exact-sampler floor (sw between two exact posterior samples of the same size): "
+                 f"{_fmt(float(np.mean(floors)))}.")
+    return pooled
+
+
+def _scatter(doc: _Doc, tasks: dict[tuple, dict[str, dict]], metric: str, suite: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    solvers = sorted({s for t in tasks.values() for s in t})
+    colours = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(solvers)}
+    for xkey, xlabel in (("wall_s", "wall time per image (s)"), ("nfe", "network evaluations (NFE)")):
+        n = len(tasks)
+        cols = min(n, 3)
+        fig, axes = plt.subplots(math.ceil(n / cols), cols, figsize=(4.2 * cols, 3.3 * math.ceil(n / cols)),
+                                 squeeze=False)
+        for ax, ((prior, dataset, operator), entries) in zip(axes.flat, tasks.items()):
+            for solver, e in entries.items():
+                if metric in e["pooled"] and e[xkey]:
+                    ax.scatter(e[xkey], e["pooled"][metric][0], color=colours[solver], s=40,
+                               label=solver)
+                    ax.errorbar(e[xkey], e["pooled"][metric][0], yerr=e["pooled"][metric][1],
+                                color=colours[solver], alpha=0.5)
+                    ax.annotate(solver, (e[xkey], e["pooled"][metric][0]), fontsize=7,
+                                xytext=(3, 3), textcoords="offset points")
+            if any(e[xkey] for e in entries.values()):
+                ax.set_xscale("log")
+            ax.set_title(f"{dataset} / {operator}", fontsize=9)
+            ax.set_xlabel(xlabel, fontsize=8)
+            ax.set_ylabel(metric.upper(), fontsize=8)
+            ax.grid(alpha=0.3)
+        for ax in list(axes.flat)[n:]:
+            ax.axis("off")
+        fig.tight_layout()
+        doc.figure(fig, f"{suite}: {metric.upper()} against {xlabel}")
+
+
+def _grid(doc: _Doc, out: Path, folder: Path, solvers: list[str], title: str) -> None:
+    """One row per saved image: truth, measurement, baselines, solvers, std maps."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+    images = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.exists() else []
+    if not images:
+        return
+    ordered = sorted(solvers, key=lambda s: (s not in BASELINES, solvers.index(s)))
+    columns = ["truth", "measurement"] + ordered + [f"{s}_std" for s in ordered]
+    columns = [c for c in columns if any((im / f"{_safe(c)}.png").exists() for im in images)]
+    fig, axes = plt.subplots(len(images), len(columns), squeeze=False,
+                             figsize=(1.7 * len(columns), 1.8 * len(images)))
+    for r, im in enumerate(images):
+        for c, col in enumerate(columns):
+            ax = axes[r, c]
+            ax.axis("off")
+            path = im / f"{_safe(col)}.png"
+            if path.exists():
+                a = np.asarray(Image.open(path))
+                ax.imshow(a, cmap="gray" if a.ndim == 2 else None, vmin=0, vmax=255,
+                          interpolation="nearest")
+            if r == 0:
+                ax.set_title(col.replace("_std", " std"), fontsize=8)
+        axes[r, 0].text(-0.05, 0.5, im.name, transform=axes[r, 0].transAxes, fontsize=7,
+                        rotation=90, ha="right", va="center")
+    fig.tight_layout()
+    doc.figure(fig, title)
+
+
+def _safe(label: str) -> str:
+    from .runner import _safe as safe
+    return safe(label)
+
+
+def write_report(out: str | Path) -> list[Path]:
+    """Write ``out/report.md`` and ``out/report.html`` from ``out/results.sqlite``.
+
+    :returns: the two paths.
+    """
+    out = Path(out)
+    doc = _Doc(out)
+    with Store(out / "results.sqlite") as store:
+        rows = _latest(store.cells())
+        runs = store.runs()
+        doc.heading("Benchmark report", 1)
+        doc.para(f"{len(rows)} cells in {out}. Values are mean ± std over images (and seeds); "
+                 "wall time and NFE (denoiser evaluations; one DPS step with its backward pass "
+                 "counts 1) are per image; bold is the best solver per column (the exact "
+                 "sampler excluded). Peak MB: the GPU's peak allocation on CUDA, the process's "
+                 "peak resident memory (a high-water mark over the run) on CPU.")
+        if runs:
+            doc.pre("\n".join(f"run {r['id']}: {r['command'] or r['suite']} "
+                              f"({len(r['grid'])} cells{'' if r['finished_at'] else ', unfinished'})"
+                              for r in runs[-10:]))
+        if rows:
+            doc.pre("versions: " + ", ".join(f"{k} {v}" for k, v in rows[-1]["versions"].items()))
+        for suite in dict.fromkeys(r["suite"] for r in rows):
+            _suite_section(doc, out, store, [r for r in rows if r["suite"] == suite], suite)
+    md_path, html_path = out / "report.md", out / "report.html"
+    write_atomic(md_path, "\n".join(doc.md).encode())
+    write_atomic(html_path, doc.render_html(f"Benchmark report: {out.name}").encode())
+    return [md_path, html_path]
+
+
+def _suite_section(doc: _Doc, out: Path, store: Store, rows: list[dict], suite: str) -> None:
+    doc.heading(f"Suite {suite}", 2)
+    tasks: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in sorted(rows, key=lambda r: (r["task"], r["seed"])):
+        tasks[(r["prior"], r["dataset"], r["operator"])][r["solver"]].append(r)
+    summary: dict[tuple, dict[str, dict]] = {}
+    for (prior, dataset, operator), by_solver in tasks.items():
+        doc.heading(f"{dataset} / {operator} (prior {prior})", 3)
+        pooled = _task_table(doc, store, by_solver)
+        summary[(prior, dataset, operator)] = {
+            s: dict(pooled=pooled[s], status=sorted({r["status"] for r in rs}),
+                    wall_s=_mean_of(r["wall_s"] for r in rs), nfe=_mean_of(r["nfe"] for r in rs))
+            for s, rs in by_solver.items()}
+    metric = "psnr" if any("psnr" in e["pooled"] for t in summary.values() for e in t.values()) \
+        else "sw"
+    _overview(doc, summary, metric)
+    if metric == "psnr":
+        _scatter(doc, summary, metric, suite)
+    grids = []
+    for (prior, dataset, operator), by_solver in tasks.items():
+        seed = min(r["seed"] for rs in by_solver.values() for r in rs)
+        folder = out / "images" / _safe(prior) / _safe(dataset) / _safe(operator) / f"seed{seed}"
+        if folder.exists():
+            grids.append((folder, list(by_solver), f"{dataset} / {operator}, seed {seed}"))
+    if grids:
+        doc.heading("Image grids", 3)
+        doc.para("Per row one image: truth, measurement (sinograms and k-space min-max scaled, "
+                 "k-space as log-magnitude), baselines, each solver, and the pixelwise posterior "
+                 "std (scaled to its maximum) for solvers that drew several samples.")
+    for folder, solvers, title in grids:
+        _grid(doc, out, folder, solvers, title)
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed:
+        doc.heading("Failed or diverged cells", 3)
+        for r in failed:
+            doc.para(f"{r['dataset']} / {r['operator']} / {r['solver']} / seed {r['seed']}: "
+                     f"{r['status']}")
+            doc.pre((r["error"] or "").strip())
+
+
+def _mean_of(values: Iterable[float | None]) -> float | None:
+    v = [x for x in values if x is not None]
+    return float(np.mean(v)) if v else None
+
+
+def _overview(doc: _Doc, summary: dict[tuple, dict[str, dict]], metric: str) -> None:
+    solvers = list(dict.fromkeys(s for t in summary.values() for s in t))
+    doc.heading(f"Overview: {metric.upper()} per task and solver", 3)
+    body, bold = [], set()
+    for i, ((prior, dataset, operator), entries) in enumerate(summary.items()):
+        row = [f"{dataset} / {operator}"]
+        scored = []
+        for j, s in enumerate(solvers):
+            p = entries.get(s, {}).get("pooled", {})
+            status = [x for x in entries.get(s, {}).get("status", []) if x != "ok"]
+            row.append(_cell(p, metric) if metric in p or not status else "/".join(status))
+            if metric in p and s != "exact":
+                scored.append((p[metric][0], j + 1))
+        if len(scored) > 1:
+            bold.add((i, (max if METRICS[metric] else min)(scored)[1]))
+        if metric == "sw":
+            floors = [e["pooled"]["sw_floor"][0] for e in entries.values() if "sw_floor" in e["pooled"]]
+            row.append(_fmt(float(np.mean(floors))) if floors else "–")
+        body.append(row)
+    header = ["task"] + solvers + (["exact floor"] if metric == "sw" else [])
+    doc.table(header, body, bold)

@@ -1,0 +1,106 @@
+"""``restore-bench``: exit codes 0/1/2/3, --help, and ``python -m benchmarks``."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmarks import cli, runner
+from benchmarks.store import Store
+from test_runner import SUITE, write_suite
+
+REPO = Path(__file__).parent.parent.parent
+
+
+def _suite(tmp_path, solvers, **extra):
+    suite = json.loads(json.dumps(SUITE)) | extra
+    suite["tasks"][0]["solvers"] = solvers
+    suite["seeds"] = [0]
+    return str(write_suite(tmp_path / "suite", suite))
+
+
+def test_all_ok_exits_0_and_writes_report(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = cli.main(["run", _suite(tmp_path, ["same", "double"]), "--out", str(out), "--quiet",
+                     "--limit", "2"])
+    assert code == cli.EXIT_OK
+    assert "4 cells (4 ok)" in capsys.readouterr().out
+    assert (out / "report.html").exists() and (out / "report.md").exists()
+    with Store(out / "results.sqlite") as store:
+        assert {len(store.images(r["key"])) for r in store.cells()} == {2}  # --limit 2
+    assert cli.main(["report", str(out)]) == cli.EXIT_OK
+
+
+def test_failed_or_diverged_cells_exit_1_but_finish_the_grid(tmp_path):
+    out = tmp_path / "out"
+    code = cli.main(["run", _suite(tmp_path, ["same", "boom", "nan"]), "--out", str(out),
+                     "--quiet", "--no-report"])
+    assert code == cli.EXIT_CELLS_FAILED
+    with Store(out / "results.sqlite") as store:
+        assert sorted(r["status"] for r in store.cells()) == ["diverged"] * 2 + ["failed"] * 2 + ["ok"] * 2
+
+
+@pytest.mark.parametrize("argv", [
+    ["run"],                                                   # missing suite
+    ["run", "quick"],                                          # missing --out
+    ["run", "no-such-suite", "--out", "x"],                    # unknown suite
+    ["run", "quick", "--out", "x", "--limit", "0"],            # bad value
+    ["run", "quick", "--out", "x", "--dtype", "float16"],      # not a choice
+    ["frobnicate"],
+])
+def test_usage_errors_exit_2(argv, capsys):
+    assert cli.main(argv) == cli.EXIT_USAGE
+    assert capsys.readouterr().err
+
+
+def test_unknown_solver_and_bad_yaml_exit_2(tmp_path, capsys):
+    suite = _suite(tmp_path, ["same"])
+    assert cli.main(["run", suite, "--out", str(tmp_path / "o"), "--solvers", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tasks: [unclosed\n")
+    assert cli.main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o" / "results.sqlite").exists()
+
+
+def test_missing_data_or_checkpoint_exit_3(tmp_path, capsys):
+    needs_data = json.loads(json.dumps(SUITE))
+    needs_data["tasks"][0]["dataset"] = {"fn": "fake_components:images", "root": "${data}"}
+    needs_data["data_help"] = "Put the images in a folder."
+    path = str(write_suite(tmp_path / "suite", needs_data, "needs_data.yaml"))
+    assert cli.main(["run", path, "--out", str(tmp_path / "o")]) == cli.EXIT_MISSING
+    assert "--data" in capsys.readouterr().err
+    assert cli.main(["run", path, "--out", str(tmp_path / "o"),
+                     "--data", str(tmp_path / "absent")]) == cli.EXIT_MISSING
+    no_ckpt = json.loads(json.dumps(SUITE))
+    no_ckpt["tasks"][0]["prior"] = {"fn": "fake_components:missing_prior"}
+    path = str(write_suite(tmp_path / "suite", no_ckpt, "no_ckpt.yaml"))
+    assert cli.main(["run", path, "--out", str(tmp_path / "o")]) == cli.EXIT_MISSING
+    assert "fake.pt" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "results.sqlite").exists()  # nothing started
+    assert cli.main(["report", str(tmp_path / "nowhere")]) == cli.EXIT_MISSING
+
+
+def test_protocol_suites_ask_for_data(tmp_path, capsys):
+    for name in ("dps-ffhq", "diffpir-ffhq", "imagenet-256", "fastmri-knee", "ct-sparse-view"):
+        assert cli.main(["run", name, "--out", str(tmp_path / name)]) == cli.EXIT_MISSING, name
+        assert "--data" in capsys.readouterr().err
+        suite = yaml.safe_load(runner.suite_path(name).read_text())
+        assert suite.get("checkpoint"), f"{name} names no checkpoint"
+
+
+def test_help_documents_exit_codes(capsys):
+    assert cli.main(["run", "--help"]) == 0
+    text = capsys.readouterr().out
+    for word in ("--limit", "--solvers", "--device", "--dtype", "--data", "exit codes"):
+        assert word in text
+
+
+def test_python_dash_m_lists_bundled_suites():
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "list"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for name in ("quick", "gmm", "dps-ffhq", "fastmri-knee", "ct-sparse-view", "example_custom"):
+        assert f"  {name} " in done.stdout
