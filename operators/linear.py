@@ -191,11 +191,13 @@ class SVD:
         """The SVD of the adjoint: ``A^H = V diag(s) U^H``."""
         return SVD(self.s, self.Ut, self.U, self.Vt, self.V, self.complex)
 
-    def pinv(self, y: Tensor) -> Tensor:
-        """Minimum-norm least-squares solution ``V(where(s > 0, Ut(y) / s, 0))``."""
+    def pinv(self, y: Tensor, rcond: float = 0.0) -> Tensor:
+        """Minimum-norm least-squares solution ``V(where(s > cut, Ut(y) / s, 0))``; singular values at or
+        below ``cut = rcond * max(s)`` count as zero (a truncated SVD, as DDRM does for deblurring)."""
         c = self.Ut(y)
         s = cast_like(self.s, c)
-        return self.V(torch.where(s > 0, c / torch.where(s > 0, s, 1), 0))
+        keep = s > rcond * float(self.s.max()) if rcond > 0 else s > 0
+        return self.V(torch.where(keep, c / torch.where(keep, s, 1), 0))
 
     def prox(self, z: Tensor, y: Tensor, rho: float | Tensor) -> Tensor:
         r""":math:`\arg\min_x \|Ax - y\|^2 + \rho\|x - z\|^2 = V\,\frac{s\,U^H y + \rho V^H z}{s^2 + \rho}`."""
@@ -369,14 +371,17 @@ class LinearOperator(_Base):
         rho = _per_sample(rho, z)
         return self._prox(z, y, rho, **cg_kwargs)
 
-    def pinv(self, y: Tensor, **cg_kwargs) -> Tensor:
+    def pinv(self, y: Tensor, rcond: float = 0.0, **cg_kwargs) -> Tensor:
         """Minimum-norm least-squares solution of ``A x = y`` (SVD where available, else CG on the
         normal equations started at 0).
 
+        :param rcond: with an SVD, singular values at or below ``rcond * max(s)`` count as zero, which
+            keeps noise out of the solution for ill-conditioned operators (blur); CG's early stop plays
+            that part without one.
         :param cg_kwargs: ``tol``, ``max_iter`` for the CG fallback.
         """
         _check_shape(y, self.out_shape, self.name, "y")
-        return self._pinv(y, **cg_kwargs)
+        return self._pinv(y, rcond=rcond, **cg_kwargs)
 
     # --- defaults a subclass may replace -----------------------------------------------------
     def _prox(self, z: Tensor, y: Tensor, rho, **cg_kwargs) -> Tensor:
@@ -389,10 +394,10 @@ class LinearOperator(_Base):
         b = self._adjoint(y) + rho * z
         return cg(lambda v: normal._apply(v) + rho * v, b, x0=z, **cg_kwargs)
 
-    def _pinv(self, y: Tensor, **cg_kwargs) -> Tensor:
+    def _pinv(self, y: Tensor, rcond: float = 0.0, **cg_kwargs) -> Tensor:
         svd = self.svd
         if svd is not None:
-            return self._real_if_fourier(svd, svd.pinv(y), y)
+            return self._real_if_fourier(svd, svd.pinv(y, rcond), y)
         normal = self.N
         return cg(normal._apply, self._adjoint(y), **cg_kwargs)
 
