@@ -24,6 +24,7 @@ from torch import Tensor
 
 from priors.schedules import karras
 
+from ._scaling import unit_norm_problem
 from ._checks import check_finite, check_inputs, new_generator, randn
 from .dps import network_scale
 
@@ -113,6 +114,7 @@ def daps(
     :returns: one sample per measurement, float64.
     """
     check_inputs(prior, op, y, noise, steps)
+    op, y, noise = unit_norm_problem(op, y, noise)
     scale = network_scale(prior)
     top = min(sigma_max / scale, prior.sigma_max)
     bottom = min(sigma_min / scale, top / 2)

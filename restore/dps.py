@@ -23,6 +23,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from ._scaling import unit_norm_problem
 from ._checks import check_finite, check_inputs, new_generator, randn
 
 __all__ = ["dps", "network_scale", "vp_step_scale", "residual_norm", "ancestral_step"]
@@ -106,6 +107,7 @@ def dps(
     :returns: one posterior sample per measurement, float64.
     """
     check_inputs(prior, op, y, noise, steps)
+    op, y, noise = unit_norm_problem(op, y, noise)
     scale = network_scale(prior)
     sigmas = prior.sigmas(steps).tolist()
     generator = new_generator(generator, y.device)

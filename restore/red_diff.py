@@ -30,6 +30,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from ._scaling import unit_norm_problem
 from ._checks import check_finite, check_inputs, new_generator, randn
 from .dps import network_scale
 
@@ -115,6 +116,7 @@ def red_diff(
     :returns: ``mu``, float64.
     """
     check_inputs(prior, op, y, noise, steps)
+    op, y, noise = unit_norm_problem(op, y, noise)
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting: expected one of {sorted(WEIGHTINGS)}, got {weighting!r}")
     weight = WEIGHTINGS[weighting]

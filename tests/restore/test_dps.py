@@ -117,8 +117,9 @@ def test_isotropic_gaussian_near_exact(sliced_wasserstein):
 def test_mixture_bounded_bias(gmm_noisy, sliced_wasserstein):
     p = gmm_noisy
     sw, prior_sw, err, prior_err = _check_against_posterior(
-        "gmm", p.prior, p.op, p.y, p.noise, p.posterior, p.exact, p.floor, sliced_wasserstein, steps=200, zeta=0.1)
-    assert sw < 0.25 * prior_sw  # observed ~0.12
+        "gmm", p.prior, p.op, p.y, p.noise, p.posterior, p.exact, p.floor, sliced_wasserstein, steps=200, zeta=0.3)
+    # zeta acts on the unit-norm rescaled problem (||A|| = 2.86 here), where the official 0.3 fits
+    assert sw < 0.25 * prior_sw  # observed ~0.09
     assert err < 0.25 * prior_err
 
 
