@@ -1,0 +1,35 @@
+"""Solvers for imaging inverse problems with diffusion priors.
+
+Every solver has one signature::
+
+    restore.<name>(prior, op, y, noise, *, steps, generator=None, callback=None, **hyper) -> x
+
+``prior`` is a denoiser (:class:`priors.Prior`), ``op`` an operator from :mod:`operators`, ``y`` the
+measurement and ``noise`` its noise model (e.g. ``ops.GaussianNoise(0.05)``), in image units.
+Baselines take the same arguments and ignore ``prior`` (it may be ``None``).
+"""
+from ._checks import SolverDiverged
+from .baselines import classical, pinv, tv
+from .daps import daps
+from .ddnm import ddnm
+from .ddrm import ddrm
+from .diffpir import diffpir
+from .dps import dps
+from .pigdm import pigdm
+from .posterior import posterior
+from .red_diff import red_diff
+
+SOLVERS = {
+    "dps": dps,
+    "red_diff": red_diff,
+    "ddrm": ddrm,
+    "ddnm": ddnm,
+    "pigdm": pigdm,
+    "diffpir": diffpir,
+    "daps": daps,
+    "pinv": pinv,
+    "tv": tv,
+    "classical": classical,
+}
+
+__all__ = ["SOLVERS", "SolverDiverged", "posterior", *SOLVERS]

@@ -1,0 +1,102 @@
+"""DDRM: Denoising Diffusion Restoration Models.
+
+Kawar, Elad, Ermon, Song, "Denoising Diffusion Restoration Models", NeurIPS 2022, eq. (7)-(8)
+(the reverse process in the spectral space of A); official code: github.com/bahjat-kawar/ddrm
+(``functions/denoising.py``, ``efficient_generalized_steps``).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from ._checks import check_finite, check_inputs, gaussian_sigma, new_generator, randn, real_part
+
+
+def require_svd(op: Any, solver: str) -> Any:
+    """``op.svd``, or a ValueError that says what is missing and what to use instead."""
+    svd = getattr(op, "svd", None)
+    if svd is None:
+        name = getattr(op, "name", type(op).__name__)
+        raise ValueError(f"op: {solver} needs the operator's singular value decomposition, but "
+                         f"{name!r} has op.svd = None; use ddnm, pigdm or diffpir, which need only "
+                         "op.pinv / op.prox / op.H")
+    return svd
+
+
+def spectral_measurement(svd: Any, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Return ``(s, y_bar)``: singular values and ``y_bar = S^+ U^T y`` (zero where ``s == 0``)."""
+    s = svd.s.to(torch.float64)
+    uty = svd.Ut(y)
+    y_bar = torch.where(s > 0, uty / torch.where(s > 0, s, 1.0), torch.zeros_like(uty))
+    return s, y_bar
+
+
+@torch.no_grad()  # no autograd graph through the network: one plain forward per step
+def ddrm(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 20,
+         generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
+         eta: float = 0.85, eta_b: float = 1.0) -> Tensor:
+    r"""Sample ``x`` given ``y = A x + n``, ``n ~ N(0, sigma_y^2 I)``, with DDRM.
+
+    In the spectral coordinates :math:`\bar x = V^T x`, :math:`\bar y = \Sigma^+ U^T y` every
+    coordinate ``i`` takes, from :math:`\hat{\bar x}_0 = V^T D(x_t, \sigma_t)`, one of eq. (8):
+
+    * unobserved (:math:`s_i = 0`): :math:`\hat{\bar x}_0 + \sqrt{1-\eta^2}\,\sigma_{t-1}\,\bar\epsilon
+      + \eta\,\sigma_{t-1} z` (DDIM, :math:`\bar\epsilon = (\bar x_t - \hat{\bar x}_0)/\sigma_t`);
+    * less noisy than y (:math:`\sigma_{t-1} < \sigma_y / s_i`): :math:`\hat{\bar x}_0 +
+      \sqrt{1-\eta^2}\,\sigma_{t-1} (\bar y - \hat{\bar x}_0) s_i / \sigma_y + \eta\,\sigma_{t-1} z`;
+    * noisier than y: :math:`\eta_b \bar y + (1-\eta_b)\hat{\bar x}_0 +
+      \sqrt{\sigma_{t-1}^2 - \eta_b^2\sigma_y^2/s_i^2}\; z`.
+
+    The VE state ``x`` is the paper's :math:`x_t/\sqrt{\bar\alpha_t}`, so the paper's
+    :math:`\sigma_t = \sqrt{1-\bar\alpha_t}/\sqrt{\bar\alpha_t}` is the prior's own sigma. The boundary
+    :math:`\sigma_{t-1} s_i = \sigma_y` counts as "noisier", so at zero noise the last step returns
+    :math:`\bar y` on the measured coordinates and ``A x == y`` holds exactly.
+
+    :param prior: denoiser ``D(x, sigma)`` (:class:`priors.Prior`), schedule from ``prior.sigmas``.
+    :param op: linear operator with ``op.svd``.
+    :param y: measurement ``(B, *op.out_shape)``.
+    :param noise: Gaussian noise model, its ``sigma`` or ``None``; image units.
+    :param steps: number of denoiser evaluations (official: 20).
+    :param eta: :math:`\eta` (official 0.85), the stochasticity on unobserved / low-noise coordinates.
+    :param eta_b: :math:`\eta_b` (official 1.0), how much of ``y`` enters on high-noise coordinates.
+    :returns: the sample, shape ``(B, *op.in_shape)``, in the real dtype of ``y``.
+    :raises ValueError: ``op`` has no SVD; bad input (see :func:`restore._checks.check_inputs`).
+    :raises restore.SolverDiverged: the state became NaN/inf.
+    """
+    check_inputs(prior, op, y, noise, steps)
+    sigma_y = gaussian_sigma(noise, "ddrm")
+    op = op.to(dtype=torch.float64)
+    svd = require_svd(op, "ddrm")
+    generator = new_generator(generator, y.device)
+    s, y_bar = spectral_measurement(svd, y.to(torch.complex128 if y.is_complex() else torch.float64))
+    measured = s > 0
+    # sigma_y / s_i: the noise level of y_bar_i (inf where unmeasured)
+    c = torch.where(measured, sigma_y / torch.where(measured, s, 1.0), torch.full_like(s, float("inf")))
+    c_safe = torch.where(c > 0, c, 1.0)  # where c == 0, y is never the less noisy one
+    sigmas = prior.sigmas(steps).to(device=y.device, dtype=torch.float64)
+    shape = (y.shape[0], *op.in_shape)
+    z = torch.zeros(shape, dtype=torch.float64, device=y.device)
+
+    # x_T ~ q(x_T | y): y_bar plus the missing noise where y_bar is less noisy than x_T (official init)
+    z_bar = svd.Vt(randn(z, generator))
+    start = measured & (c < sigmas[0])
+    x_bar = torch.where(start, y_bar + (sigmas[0] ** 2 - c ** 2).clamp_min(0).sqrt() * z_bar,
+                        sigmas[0] * z_bar)
+    x = real_part(svd.V(x_bar))
+    for i in range(steps):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        x0 = prior.denoise(x, sigma)
+        if callback is not None:
+            callback(dict(i=i, x=x, sigma=sigma, x0_hat=x0))
+        x0_bar, z_bar = svd.Vt(x0), svd.Vt(randn(z, generator))
+        # DDIM direction: eps on unobserved coordinates, y's scaled residual where y is less noisy
+        direction = torch.where(measured, (y_bar - x0_bar) / c_safe, (svd.Vt(x) - x0_bar) / sigma)
+        ddim = x0_bar + ((1 - eta ** 2) ** 0.5 * sigma_next) * direction + (eta * sigma_next) * z_bar
+        noisier = (eta_b * y_bar + (1 - eta_b) * x0_bar
+                   + (sigma_next ** 2 - eta_b ** 2 * c ** 2).clamp_min(0).sqrt() * z_bar)
+        x_bar = torch.where(measured & (sigma_next >= c), noisier, ddim)
+        x = real_part(svd.V(x_bar))
+        check_finite(x, i, sigma)
+    return x.to(y.real.dtype)
