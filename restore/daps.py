@@ -111,7 +111,7 @@ def daps(
         ``None`` uses the noise model's exact likelihood ``noise.nll`` instead.
     :param r: ``r_t`` as a function of the annealing level (image units); default ``r_t = sigma_t``
         (the official ``prior_solver="gaussian"``).
-    :returns: one sample per measurement, float64.
+    :returns: one sample per measurement, in the precision of y (the state itself runs in float64).
     """
     check_inputs(prior, op, y, noise, steps)
     op, y, noise = unit_norm_problem(op, y, noise)
@@ -134,4 +134,4 @@ def daps(
         check_finite(x, i, sigma)
         if callback is not None:
             callback(dict(i=i, x=x, sigma=sigma, x0_hat=x0_hat))
-    return x
+    return x.to(y.real.dtype)

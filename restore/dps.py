@@ -104,7 +104,7 @@ def dps(
         1.0 phase retrieval), defined on the network's own data range and VP state.
     :param clip: clamp ``x0_hat`` to this range before use (the official code clips to the data
         range, i.e. ``(0, 1)`` for images); ``None`` keeps the exact denoiser output.
-    :returns: one posterior sample per measurement, float64.
+    :returns: one posterior sample per measurement, in the precision of y (the state runs in float64).
     """
     check_inputs(prior, op, y, noise, steps)
     op, y, noise = unit_norm_problem(op, y, noise)
@@ -129,4 +129,4 @@ def dps(
         check_finite(x, i, sigma)
         if callback is not None:
             callback(dict(i=i, x=x, sigma=sigma, x0_hat=x0))
-    return x
+    return x.to(y.real.dtype)

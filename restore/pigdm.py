@@ -75,7 +75,7 @@ def pigdm(
     :param data_var: the data variance ``v`` behind ``r_t^2 = v sigma^2 / (v + sigma^2)``; default unit
         variance on the network's data range (the paper's ``r_t^2 = sigma_t^2 / (1 + sigma_t^2)``), i.e.
         ``1 / scale^2`` in our units (1/4 for a network on [-1, 1]).
-    :returns: one sample per measurement, float64.
+    :returns: one sample per measurement, in the precision of y (the state itself runs in float64).
     """
     check_inputs(prior, op, y, noise, steps)
     if not hasattr(op, "H"):
@@ -101,4 +101,4 @@ def pigdm(
         check_finite(x, i, sigma)
         if callback is not None:
             callback(dict(i=i, x=x, sigma=sigma, x0_hat=x0_y))
-    return x
+    return x.to(y.real.dtype)

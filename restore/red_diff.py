@@ -113,7 +113,7 @@ def red_diff(
         ``"square"`` or ``"const"``.
     :param obs_weight: weight of the data term (official 1).
     :param x_init: the starting ``mu``; default ``op.pinv(y)``, required for operators without one.
-    :returns: ``mu``, float64.
+    :returns: ``mu``, in the precision of y (the state runs in float64).
     """
     check_inputs(prior, op, y, noise, steps)
     op, y, noise = unit_norm_problem(op, y, noise)
@@ -136,4 +136,4 @@ def red_diff(
         check_finite(mu, i, sigma)
         if callback is not None:
             callback(dict(i=i, x=mu.clone(), sigma=sigma, x0_hat=x0_hat))  # mu changes in place
-    return mu
+    return mu.to(y.real.dtype)
