@@ -313,7 +313,7 @@ def _registry(kind: str) -> dict[str, Callable]:
         return dict(getattr(restore, "SOLVERS", {})) | {"exact": exact_posterior}
     if kind == "dataset":
         from . import datasets
-        return dict(datasets.DATASETS) | {"testset": testset, "gmm_points": gmm_points}
+        return dict(datasets.DATASETS) | {"gmm_points": gmm_points}
     if kind == "prior":
         return {"gmm": gmm_prior}
     raise ValueError(kind)
@@ -916,13 +916,6 @@ def gmm_points(dim: int = 8, components: int = 4, seed: int = 0, n: int = 4, spr
     prior = gmm_prior(dim, components, seed, spread, scale)
     x = prior.sample(n, generator=torch.Generator().manual_seed(seed + 1))
     return [(f"x{i}", x[i]) for i in range(n)]
-
-
-def testset(name: str, size: int = 64, n: int | None = None):
-    """The bundled offline test sets (``priors.testsets``): ``phantom``, ``shepp_logan``,
-    ``natural`` (held-out photos), at ``size`` pixels."""
-    from priors.testsets import load_testset
-    return load_testset(name, size=size, n=n)
 
 
 def exact_posterior(prior, op, y, noise, *, steps=None, generator=None, callback=None, **_):
