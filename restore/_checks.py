@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["SolverDiverged", "check_inputs", "check_finite", "noise_sigma", "gaussian_sigma", "new_generator",
+__all__ = ["SolverDiverged", "check_inputs", "check_finite", "noise_sigma", "gaussian_sigma", "new_generator", "float64_start",
            "randn", "real_part"]
 
 
@@ -121,6 +121,22 @@ def randn(like: Tensor, generator: torch.Generator) -> Tensor:
     draw_dtype = torch.float32 if like.dtype in (torch.float64, torch.float32) else like.dtype
     z = torch.randn(like.shape, generator=generator, dtype=draw_dtype, device=generator.device)
     return z.to(device=like.device, dtype=like.dtype)
+
+
+def float64_start(prior: Any, op: Any, y: Tensor, steps: int, generator: torch.Generator | None):
+    """The float64 set-up of the SVD/prox solvers: ``op`` and ``y`` in float64 (complex128 for complex
+    ``y``), the generator (:func:`new_generator`), ``sigmas = prior.sigmas(steps)`` on ``y``'s device
+    and the start ``x = sigmas[0] * n``.
+
+    :returns: ``(op, y, generator, sigmas, x)``.
+    """
+    op = op.to(dtype=torch.float64)
+    y = y.to(torch.complex128 if y.is_complex() else torch.float64)
+    generator = new_generator(generator, y.device)
+    sigmas = prior.sigmas(steps).to(device=y.device, dtype=torch.float64)
+    x = sigmas[0] * randn(torch.empty((y.shape[0], *op.in_shape), dtype=torch.float64, device=y.device),
+                          generator)
+    return op, y, generator, sigmas, x
 
 
 def real_part(x: Tensor) -> Tensor:

@@ -126,12 +126,12 @@ def daps(
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         with torch.no_grad():
             x0_hat = ode_x0(prior, x, sigma, ode_steps, ode_sigma_min / scale)
+        if callback is not None:
+            callback(dict(i=i, x=x, sigma=sigma, x0_hat=x0_hat))
         step = lr / scale**2 * (1 + i / steps * (lr_min_ratio - 1))
         r_t = r(sigma) if r is not None else sigma
         x0 = langevin(op, y, noise, x0_hat, r_t, n_steps=langevin_steps, lr=step, tau=tau_img,
                       generator=generator)
         x = x0 + sigma_next * randn(x0, generator) if sigma_next > 0 else x0
         check_finite(x, i, sigma)
-        if callback is not None:
-            callback(dict(i=i, x=x, sigma=sigma, x0_hat=x0_hat))
     return x.to(y.real.dtype)

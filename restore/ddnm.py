@@ -12,7 +12,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ._checks import check_finite, check_inputs, gaussian_sigma, new_generator, randn, real_part
+from ._checks import check_finite, check_inputs, float64_start, gaussian_sigma, randn, real_part
 
 
 def spectral(op: Any, g: Callable[[Tensor], Tensor], v: Tensor) -> Tensor:
@@ -83,12 +83,7 @@ def ddnm(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 100,
     check_inputs(prior, op, y, noise, steps)
     sigma_y = gaussian_sigma(noise, "ddnm")
     out_dtype = y.real.dtype
-    op = op.to(dtype=torch.float64)
-    y = y.to(torch.complex128 if y.is_complex() else torch.float64)
-    generator = new_generator(generator, y.device)
-    sigmas = prior.sigmas(steps).to(device=y.device, dtype=torch.float64)
-    x = sigmas[0] * randn(torch.empty((y.shape[0], *op.in_shape), dtype=torch.float64, device=y.device),
-                          generator)
+    op, y, generator, sigmas, x = float64_start(prior, op, y, steps, generator)
     for i in range(steps):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         x0 = prior.denoise(x, sigma)

@@ -122,11 +122,11 @@ def dps(
                 x0 = x0.clamp(*clip)
             norm = residual_norm(noise, y, op(x0.to(work_dtype)))
             (grad,) = torch.autograd.grad(norm.sum(), x_i)  # per-sample norms: sum keeps samples apart
-        x0 = x0.detach()
-        z = randn(x0, generator) if sigma_next > 0 else None
-        x = ancestral_step(x_i.detach(), x0, sigma, sigma_next, z)
-        x = x - (zeta * vp_step_scale(sigma, sigma_next, scale)) * grad
-        check_finite(x, i, sigma)
+        x0, x = x0.detach(), x_i.detach()
         if callback is not None:
             callback(dict(i=i, x=x, sigma=sigma, x0_hat=x0))
+        z = randn(x0, generator) if sigma_next > 0 else None
+        x = ancestral_step(x, x0, sigma, sigma_next, z)
+        x = x - (zeta * vp_step_scale(sigma, sigma_next, scale)) * grad
+        check_finite(x, i, sigma)
     return x.to(y.real.dtype)

@@ -96,9 +96,10 @@ def pigdm(
             direction = pigdm_direction(op, residual, v * sigma**2 / (v + sigma**2), sigma_y)
         (g,) = torch.autograd.grad(x0, x_t, grad_outputs=direction.to(x0.dtype))
         x0_y = x0.detach() + (guidance * sigma**2) * g
-        z = randn(x0_y, generator) if eta > 0 and sigma_next > 0 else None
-        x = ddim_step(x_t.detach(), x0_y, sigma, sigma_next, eta, z)
-        check_finite(x, i, sigma)
-        if callback is not None:
+        x = x_t.detach()
+        if callback is not None:  # x0_hat: the guided estimate E[x0 | x_t, y] the step uses
             callback(dict(i=i, x=x, sigma=sigma, x0_hat=x0_y))
+        z = randn(x0_y, generator) if eta > 0 and sigma_next > 0 else None
+        x = ddim_step(x, x0_y, sigma, sigma_next, eta, z)
+        check_finite(x, i, sigma)
     return x.to(y.real.dtype)

@@ -130,10 +130,10 @@ def red_diff(
         x_t = mu + sigma * randn(mu, generator)
         with torch.no_grad():
             x0_hat = prior.denoise(x_t, sigma)
+        if callback is not None:  # x: the x_t = mu + sigma eps it denoised; mu: the iterate before this step
+            callback(dict(i=i, x=x_t, sigma=sigma, x0_hat=x0_hat, mu=mu.clone()))  # mu changes in place
         lam_t = lam * weight(scale * sigma) / scale  # the official ratio of the two terms, in our units
         grad = obs_weight * observation_grad(op, y, mu) + (lam_t / (sigma * n)) * (mu - x0_hat)
         adam.step(grad)
         check_finite(mu, i, sigma)
-        if callback is not None:
-            callback(dict(i=i, x=mu.clone(), sigma=sigma, x0_hat=x0_hat))  # mu changes in place
     return mu.to(y.real.dtype)

@@ -15,3 +15,13 @@ torch.set_num_threads(int(os.environ.get("TEST_THREADS", "1")))
 def generator() -> torch.Generator:
     """A CPU generator with a fixed seed (library code never uses the global RNG)."""
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module whatever ``TEST_THREADS`` says (tiny tensors: threads only
+    contend on a shared machine); use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

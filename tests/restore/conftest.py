@@ -167,3 +167,80 @@ def gaussian_spectral() -> Problem:
 @pytest.fixture(scope="session")
 def gaussian_spectral_noiseless() -> Problem:
     return _problem(_spectral_gaussian(_matrix(4)), _matrix(4), 0.0, seed=14)
+
+
+# --- helpers shared by the solver test files -------------------------------------------------------
+
+
+class Modulus(ops.Operator):
+    """A nonlinear toy: the modulus of a linear measurement (a phase-retrieval caricature)."""
+
+    def __init__(self, A):
+        super().__init__((A.shape[1],), (A.shape[0],), "modulus")
+        self.A = A
+
+    def _apply(self, x):
+        return (x @ self.A.T).abs()
+
+
+@pytest.fixture(scope="session", name="Modulus")
+def _modulus_fixture():
+    return Modulus
+
+
+def modulus_problem(prior):
+    """``|A x| + 0.02 n`` with A: 6x4 and x ~ ``prior`` (seed 3). Returns ``op, y, g``."""
+    g = torch.Generator().manual_seed(3)
+    op = Modulus(torch.randn(6, 4, generator=g, dtype=torch.float64))
+    x = prior.sample(1, generator=g).to(torch.float64)
+    y = op(x) + 0.02 * torch.randn(1, 6, generator=g, dtype=torch.float64)
+    return op, y, g
+
+
+@pytest.fixture(scope="session", name="modulus_problem")
+def _modulus_problem_fixture():
+    return modulus_problem
+
+
+def iso_problem(sigma_y: float, seed: int = 12):
+    """N(m, I) on R^4 (unit variance, the one PiGDM's / DAPS's r_t assume), A: 2x4 from ``seed``.
+
+    Returns ``prior, op, y, noise, g`` with ``g`` the generator, ready for further exact draws.
+    """
+    g = torch.Generator().manual_seed(seed)
+    prior = priors.Gaussian(torch.tensor([0.5, -0.2, 0.1, 0.0], dtype=torch.float64), 1.0)
+    A = torch.randn(2, 4, generator=g, dtype=torch.float64)
+    op, noise = ops.Matrix(A), ops.GaussianNoise(sigma_y)
+    y = op(prior.sample(1, generator=g)) + sigma_y * torch.randn(1, 2, generator=g, dtype=torch.float64)
+    return prior, op, y, noise, g
+
+
+@pytest.fixture(scope="session", name="iso_problem")
+def _iso_problem_fixture():
+    return iso_problem
+
+
+def assert_diverges_below_one(solver, p: Problem) -> None:
+    """``solver`` on ``p`` with a denoiser that turns NaN once sigma < 1 (20 steps) raises
+    :class:`restore.SolverDiverged` at the first such step, with that step's sigma."""
+    import math
+
+    import restore
+
+    class Exploding(priors.GaussianMixture):
+        def denoise(self, x, sigma):
+            out = super().denoise(x, sigma)
+            return out * float("nan") if sigma < 1.0 else out
+
+    bad = Exploding(p.prior.weights, p.prior.means, p.prior.covs)
+    sigmas = bad.sigmas(20).tolist()
+    with pytest.raises(restore.SolverDiverged) as info:
+        solver(bad, p.op, p.y, p.noise, steps=20, generator=torch.Generator().manual_seed(0))
+    first = next(i for i, s in enumerate(sigmas) if s < 1.0)
+    assert info.value.step == first and info.value.sigma == pytest.approx(sigmas[first])
+    assert math.isfinite(info.value.sigma)
+
+
+@pytest.fixture(scope="session", name="assert_diverges_below_one")
+def _assert_diverges_below_one_fixture():
+    return assert_diverges_below_one

@@ -96,3 +96,22 @@ def test_check_finite_and_pickling():
         check_finite(x, 7, torch.tensor([0.5, 0.5]))
     err = pickle.loads(pickle.dumps(info.value))  # benchmark workers send it across processes
     assert (err.step, err.sigma) == (7, 0.5) and "step 7" in str(err)
+
+
+@pytest.mark.parametrize("name", PRIOR_SOLVERS)
+def test_callback_runs_once_per_step_before_the_update(gaussian_noisy, name):
+    # the k-diffusion convention: callback(dict(i, x, sigma, x0_hat)) once per step, i = 0..steps-1,
+    # with x the state at sigma (non-increasing over the steps) and x0_hat its denoised estimate
+    p, steps, seen = gaussian_noisy, 3, []
+    restore.SOLVERS[name](p.prior, p.op, p.y.expand(2, -1), p.noise, steps=steps,
+                          generator=torch.Generator().manual_seed(0), callback=seen.append)
+    assert len(seen) == steps
+    assert [d["i"] for d in seen] == list(range(steps))
+    sigmas = [float(torch.as_tensor(d["sigma"]).max()) for d in seen]
+    assert all(a >= b for a, b in zip(sigmas, sigmas[1:])), sigmas
+    for d in seen:
+        assert tuple(d["x"].shape) == (2, *p.op.in_shape)
+        assert tuple(d["x0_hat"].shape) == (2, *p.op.in_shape)
+    if name in ("dps", "red_diff", "ddrm", "ddnm", "diffpir"):  # x0_hat is the plain denoiser at x, sigma
+        for d in seen:
+            assert torch.allclose(d["x0_hat"], p.prior.denoise(d["x"], d["sigma"]))

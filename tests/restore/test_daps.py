@@ -20,30 +20,15 @@ import restore
 from restore.daps import daps, langevin, ode_x0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only contend on a shared machine
-    yield
-    torch.set_num_threads(threads)
-
-
-def _linear_problem(sigma_y: float, seed: int = 12):
-    g = torch.Generator().manual_seed(seed)
-    # N(m, I): r_t^2 = sigma^2 / (1 + sigma^2) is then exact
-    prior = priors.Gaussian(torch.tensor([0.5, -0.2, 0.1, 0.0], dtype=torch.float64), 1.0)
-    A = torch.randn(2, 4, generator=g, dtype=torch.float64)
-    op, noise = ops.Matrix(A), ops.GaussianNoise(sigma_y)
-    y = op(prior.sample(1, generator=g)) + sigma_y * torch.randn(1, 2, generator=g, dtype=torch.float64)
-    return prior, op, y, noise, g
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see tests/conftest.py
 
 
 @pytest.mark.parametrize("tau", [None, 0.5])
-def test_langevin_targets_gaussian_times_likelihood(tau):
+def test_langevin_targets_gaussian_times_likelihood(tau, iso_problem):
     # Target: N(x0_hat, r^2 I) * exp(-data term); data term ||Ax - y||^2 / (2 sigma_y^2) (tau=None, the
     # noise model's nll) or ||Ax - y||^2 / tau^2 (official). For x' = x + h(b - L x) + sqrt(2h) n the
     # stationary law is N(L^-1 b, (L - h L^2 / 2)^-1) exactly.
-    _, op, y, noise, g = _linear_problem(0.3)
+    _, op, y, noise, g = iso_problem(0.3)  # N(m, I): r_t^2 = sigma^2 / (1 + sigma^2) is then exact
     A = op.A
     r, n = 0.5, 4000
     x0_hat = torch.tensor([[0.3, -0.1, 0.2, 0.4]], dtype=torch.float64)
@@ -80,8 +65,8 @@ def test_ode_x0_one_step_is_tweedie_and_many_steps_the_flow_map():
     assert float((coarse - expected).abs().max()) > float((got - expected).abs().max())  # Euler converges
 
 
-def test_exact_configuration_samples_the_posterior(sliced_wasserstein):
-    prior, op, y, noise, g = _linear_problem(0.3)
+def test_exact_configuration_samples_the_posterior(sliced_wasserstein, iso_problem):
+    prior, op, y, noise, g = iso_problem(0.3)  # N(m, I): r_t^2 = sigma^2 / (1 + sigma^2) is then exact
     n = 500
     post = prior.posterior(op, y, noise)
     exact, exact2 = post.sample(n, generator=g), post.sample(n, generator=g)
@@ -117,21 +102,9 @@ def test_default_r_on_mixture_bounded_bias(gmm_noisy, sliced_wasserstein):
     assert err < 0.55 * float((p.prior.mean.reshape(-1) - p.mean).norm())
 
 
-class _Modulus(ops.Operator):
-    def __init__(self, A):
-        super().__init__((A.shape[1],), (A.shape[0],), "modulus")
-        self.A = A
-
-    def _apply(self, x):
-        return (x @ self.A.T).abs()
-
-
-def test_nonlinear_operator_fits_measurement(gmm_noisy):
+def test_nonlinear_operator_fits_measurement(gmm_noisy, modulus_problem):
     p = gmm_noisy
-    g = torch.Generator().manual_seed(3)
-    op = _Modulus(torch.randn(6, 4, generator=g, dtype=torch.float64))
-    x = p.prior.sample(1, generator=g).to(torch.float64)
-    y = op(x) + 0.02 * torch.randn(1, 6, generator=g, dtype=torch.float64)
+    op, y, g = modulus_problem(p.prior)
     xs = daps(p.prior, op, y.expand(100, -1), ops.GaussianNoise(0.02), steps=20, ode_steps=2, langevin_steps=50,
               lr=3e-5, tau=None, generator=torch.Generator().manual_seed(0))
     prior_xs = p.prior.sample(100, generator=g).to(torch.float64)

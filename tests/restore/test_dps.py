@@ -12,18 +12,12 @@ import torch
 
 import operators as ops
 import priors
-import restore
 from restore.dps import ancestral_step, dps, residual_norm, vp_step_scale
 
 N = 1000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only contend on a shared machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see tests/conftest.py
 
 
 def test_ancestral_step_is_ddpm_posterior_in_vp_units():
@@ -82,17 +76,6 @@ def test_poisson_norm_is_lambda_weighted():
     assert torch.allclose(residual_norm(noise, y, y_pred), expected.reshape(1))
 
 
-def _iso_problem(seed: int = 12):
-    g = torch.Generator().manual_seed(seed)
-    # N(m, I)
-    prior = priors.Gaussian(torch.tensor([0.5, -0.2, 0.1, 0.0], dtype=torch.float64), 1.0)
-    A = torch.randn(2, 4, generator=g, dtype=torch.float64)
-    op, noise = ops.Matrix(A), ops.GaussianNoise(0.1)
-    y = op(prior.sample(1, generator=g)) + 0.1 * torch.randn(1, 2, generator=g, dtype=torch.float64)
-    post = prior.posterior(op, y, noise)
-    return prior, op, y, noise, post, post.sample(N, generator=g), post.sample(N, generator=g)
-
-
 def _check_against_posterior(name, prior, op, y, noise, post, exact, floor, sliced_wasserstein, **hyper):
     xs = dps(prior, op, y.expand(N, -1), noise, generator=torch.Generator().manual_seed(0), **hyper)
     sw = sliced_wasserstein(xs, exact)
@@ -104,8 +87,10 @@ def _check_against_posterior(name, prior, op, y, noise, post, exact, floor, slic
     return sw, prior_sw, err, prior_err
 
 
-def test_isotropic_gaussian_near_exact(sliced_wasserstein):
-    prior, op, y, noise, post, exact, exact2 = _iso_problem()
+def test_isotropic_gaussian_near_exact(sliced_wasserstein, iso_problem):
+    prior, op, y, noise, g = iso_problem(0.1)  # N(m, I)
+    post = prior.posterior(op, y, noise)
+    exact, exact2 = post.sample(N, generator=g), post.sample(N, generator=g)
     floor = sliced_wasserstein(exact, exact2)
     sw, _, err, _ = _check_against_posterior("iso", prior, op, y, noise, post, exact, floor, sliced_wasserstein,
                                              steps=200, zeta=0.1)
@@ -123,23 +108,9 @@ def test_mixture_bounded_bias(gmm_noisy, sliced_wasserstein):
     assert err < 0.25 * prior_err
 
 
-class _Modulus(ops.Operator):
-    """A nonlinear toy: the modulus of a linear measurement (a phase-retrieval caricature)."""
-
-    def __init__(self, A):
-        super().__init__((A.shape[1],), (A.shape[0],), "modulus")
-        self.A = A
-
-    def _apply(self, x):
-        return (x @ self.A.T).abs()
-
-
-def test_nonlinear_operator_fits_measurement(gmm_noisy):
+def test_nonlinear_operator_fits_measurement(gmm_noisy, modulus_problem):
     p = gmm_noisy
-    g = torch.Generator().manual_seed(3)
-    op = _Modulus(torch.randn(6, 4, generator=g, dtype=torch.float64))
-    x = p.prior.sample(1, generator=g).to(torch.float64)
-    y = op(x) + 0.02 * torch.randn(1, 6, generator=g, dtype=torch.float64)
+    op, y, g = modulus_problem(p.prior)
     # zeta / ||r|| makes every step a fixed length; in 4-D it must be small (0.3 oscillates at ~1.0)
     xs = dps(p.prior, op, y.expand(200, -1), ops.GaussianNoise(0.02), steps=100, zeta=0.03,
              generator=torch.Generator().manual_seed(0))
@@ -180,17 +151,5 @@ def test_bad_inputs(gmm_noisy):
         dps(p.prior, p.op, p.y, -0.1, steps=5)
 
 
-def test_diverged_reports_step_and_sigma(gmm_noisy):
-    p = gmm_noisy
-
-    class Exploding(priors.GaussianMixture):
-        def denoise(self, x, sigma):
-            out = super().denoise(x, sigma)
-            return out * float("nan") if sigma < 1.0 else out
-
-    bad = Exploding(p.prior.weights, p.prior.means, p.prior.covs)
-    sigmas = bad.sigmas(20).tolist()
-    with pytest.raises(restore.SolverDiverged) as info:
-        dps(bad, p.op, p.y, p.noise, steps=20, generator=torch.Generator().manual_seed(0))
-    first = next(i for i, s in enumerate(sigmas) if s < 1.0)
-    assert info.value.step == first and info.value.sigma == pytest.approx(sigmas[first])
+def test_diverged_reports_step_and_sigma(gmm_noisy, assert_diverges_below_one):
+    assert_diverges_below_one(dps, gmm_noisy)

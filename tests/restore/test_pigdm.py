@@ -10,29 +10,12 @@ import pytest
 import torch
 
 import operators as ops
-import priors
-import restore
 from restore.pigdm import ddim_step, pigdm
 
 N = 1000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only contend on a shared machine
-    yield
-    torch.set_num_threads(threads)
-
-
-def _iso_problem(sigma_y: float, seed: int = 12):
-    g = torch.Generator().manual_seed(seed)
-    # N(m, I): unit variance, the variance PiGDM's r_t assumes
-    prior = priors.Gaussian(torch.tensor([0.5, -0.2, 0.1, 0.0], dtype=torch.float64), 1.0)
-    A = torch.randn(2, 4, generator=g, dtype=torch.float64)
-    op, noise = ops.Matrix(A), ops.GaussianNoise(sigma_y)
-    y = op(prior.sample(1, generator=g)) + sigma_y * torch.randn(1, 2, generator=g, dtype=torch.float64)
-    return prior, op, y, noise, g
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see tests/conftest.py
 
 
 def _mean_error(samples, post) -> tuple[float, float]:
@@ -42,8 +25,8 @@ def _mean_error(samples, post) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
-def test_exact_for_isotropic_gaussian(eta, sliced_wasserstein):
-    prior, op, y, noise, g = _iso_problem(0.1)
+def test_exact_for_isotropic_gaussian(eta, sliced_wasserstein, iso_problem):
+    prior, op, y, noise, g = iso_problem(0.1)
     post = prior.posterior(op, y, noise)
     exact, exact2 = post.sample(N, generator=g), post.sample(N, generator=g)
     floor = sliced_wasserstein(exact, exact2)
@@ -55,9 +38,9 @@ def test_exact_for_isotropic_gaussian(eta, sliced_wasserstein):
     assert sw < 2 * floor  # SW of two exact sets fluctuates by ~30% around the floor; bugs give > 4x
 
 
-def test_noiseless_uses_pseudoinverse_and_fits_y():
+def test_noiseless_uses_pseudoinverse_and_fits_y(iso_problem):
     # sigma_y = 0: y is met exactly and the unmeasured directions keep the prior's N(P_null m, I).
-    prior, op, y, noise, _ = _iso_problem(0.0)
+    prior, op, y, noise, _ = iso_problem(0.0)
     xs = pigdm(prior, op, y.expand(N, -1), noise, steps=200, eta=1.0, generator=torch.Generator().manual_seed(1))
     assert float((op(xs) - y).abs().max()) < 1e-2
     A = op.A
@@ -113,17 +96,5 @@ class _Square(ops.Operator):
         return x**2
 
 
-def test_diverged_reports_step_and_sigma(gmm_noisy):
-    p = gmm_noisy
-
-    class Exploding(priors.GaussianMixture):
-        def denoise(self, x, sigma):
-            out = super().denoise(x, sigma)
-            return out * float("nan") if sigma < 1.0 else out
-
-    bad = Exploding(p.prior.weights, p.prior.means, p.prior.covs)
-    sigmas = bad.sigmas(20).tolist()
-    with pytest.raises(restore.SolverDiverged) as info:
-        pigdm(bad, p.op, p.y, p.noise, steps=20, generator=torch.Generator().manual_seed(0))
-    first = next(i for i, s in enumerate(sigmas) if s < 1.0)
-    assert info.value.step == first and info.value.sigma == pytest.approx(sigmas[first])
+def test_diverged_reports_step_and_sigma(gmm_noisy, assert_diverges_below_one):
+    assert_diverges_below_one(pigdm, gmm_noisy)
