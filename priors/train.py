@@ -1,8 +1,8 @@
-"""Train a diffusion prior: ``python -m priors.train --recipe phantom --out train_runs/phantom``.
+"""Train a diffusion prior: ``python -m priors.train --recipe phantom --out priors/runs/phantom``.
 
 The loss is EDM's (Karras et al. 2022, eq. 8 with Table 1's preconditioning and log-normal sigma
 sampling) or DDPM's eps-prediction MSE (Ho et al. 2020, Alg. 1). The run is resumable: a checkpoint
-every ``checkpoint_every`` steps holds the weights, the EMA, the optimiser and the loss log, and every
+every ``checkpoint_every`` steps holds the weights, the EMA, the optimiser (``optimizer.pt``) and the loss log, and every
 batch is drawn from a generator seeded by the step number, so a run killed and resumed ends at the same
 weights as one never interrupted. It exports ``<name>.safetensors`` (EMA weights) with a JSON card that
 :func:`priors.load` reads, a loss-curve PNG and a sample-grid PNG.
@@ -113,8 +113,10 @@ def _without_threads(config: dict) -> dict:
     return {k: v for k, v in config.items() if k != "threads"}
 
 
-def _checkpoint_path(out: Path) -> Path:
-    return out / "checkpoint.pt"
+def _checkpoint_paths(out: Path) -> tuple[Path, Path]:
+    """The model checkpoint and the optimiser state, kept apart so each stays small enough to commit
+    (a run is carried from one 2-core session to the next in the repository)."""
+    return out / "checkpoint.pt", out / "optimizer.pt"
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -140,14 +142,18 @@ def train(config: dict, out: Path, max_seconds: float | None = None, progress: b
     ema = copy.deepcopy(net).requires_grad_(False)
     optimizer = torch.optim.Adam(net.parameters(), lr=config["lr"])
     state = {"step": 0, "seconds": 0.0, "losses": []}
-    checkpoint = _checkpoint_path(out)
+    checkpoint, optimizer_path = _checkpoint_paths(out)
     if checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=True)
         if _without_threads({**DEFAULTS, **saved["config"]}) != _without_threads(config):
             raise ValueError(f"config: {checkpoint} was written with a different config; use a new --out")
         net.load_state_dict(saved["net"])
         ema.load_state_dict(saved["ema"])
-        optimizer.load_state_dict(saved["optimizer"])
+        saved_optimizer = torch.load(optimizer_path, weights_only=True)
+        if saved_optimizer["step"] != saved["state"]["step"]:
+            raise ValueError(f"out: {optimizer_path} is from step {saved_optimizer['step']} but {checkpoint} from "
+                             f"step {saved['state']['step']}; the run was killed between the two writes")
+        optimizer.load_state_dict(saved_optimizer["optimizer"])
         state = saved["state"]
     schedule = sch.EDM() if config["loss"] == "edm" else sch.DiscreteVP.linear()
     loss_fn = edm_loss if config["loss"] == "edm" else ddpm_loss
@@ -178,8 +184,9 @@ def train(config: dict, out: Path, max_seconds: float | None = None, progress: b
             state["losses"].append([step + 1, sum(running) / len(running)])
             running = []
             bar.set_postfix(loss=f"{state['losses'][-1][1]:.4f}")
-            _save_atomic({"config": config, "net": net.state_dict(), "ema": ema.state_dict(),
-                          "optimizer": optimizer.state_dict(), "state": state}, checkpoint)
+            _save_atomic({"step": state["step"], "optimizer": optimizer.state_dict()}, optimizer_path)
+            _save_atomic({"config": config, "net": net.state_dict(), "ema": ema.state_dict(), "state": state},
+                         checkpoint)
             export(ema, config, state, out)
             if max_seconds is not None and state["seconds"] >= max_seconds:
                 break
