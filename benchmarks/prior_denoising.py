@@ -113,16 +113,18 @@ def main(argv: list[str] | None = None) -> None:
         ("phantom", "pydicom CT + MR slices (real data)", dicom_slices(args.size)),
         ("natural", "4 held-out photos", load_testset("natural", args.size)),
     ]
-    lines = [f"Denoising PSNR (dB) at {args.size}x{args.size}; Gaussian filter width chosen per sigma (oracle).", "",
+    lines = [f"Denoising PSNR (dB) at {args.size}x{args.size}; Gaussian filter width chosen per sigma (oracle); best in bold.", "",
              "| prior | test set | sigma | noisy | Gaussian filter | BM3D | prior.denoise |", "|---|---|---|---|---|---|---|"]
     for prior_name, label, items in cases:
         if not items:
             continue
         prior = priors.load(prior_name)
         for row in evaluate(prior, items, SIGMAS, use_bm3d=not args.no_bm3d):
+            scores = {k: row[k] for k in ("gaussian", "bm3d", "prior") if k in row}
+            best = max(scores, key=scores.get)
+            cell = {k: (f"**{v:.2f}**" if k == best else f"{v:.2f}") for k, v in scores.items()}
             lines.append(f"| {prior_name} | {label} | {row['sigma']} | {row['noisy']:.2f} | "
-                         f"{row['gaussian']:.2f} (w={row['gaussian_width']}) | {row.get('bm3d', float('nan')):.2f} | "
-                         f"**{row['prior']:.2f}** |")
+                         f"{cell['gaussian']} (w={row['gaussian_width']}) | {cell.get('bm3d', '-')} | {cell['prior']} |")
     lines.append("")
     for prior_name, channels in (("phantom", 1), ("natural", 3)):
         seconds = forward_time(priors.load(prior_name), channels)
