@@ -76,8 +76,8 @@ def check_heads_match_lpips(params: dict, net: str) -> float:
     """Largest difference between the archive's linear heads and ``lpips``'s own v0.1 heads."""
     import lpips
 
-    heads = torch.load(Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth",
-                       map_location="cpu", weights_only=True)
+    path = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
+    heads = torch.load(path, map_location="cpu", weights_only=True)
     worst = 0.0
     for k in range(5):
         ours = np.transpose(params[f"NetLinLayer_{k}"]["Conv_0"]["kernel"], (3, 2, 0, 1))
