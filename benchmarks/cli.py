@@ -14,6 +14,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -102,10 +103,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
     width = max(map(len, suites), default=0)
     print("suites:")
     for name, description in suites.items():
-        first = description.split(". ")[0].rstrip(".")
+        first = re.split(r"(?<!\bal)\. ", description)[0].rstrip(".")  # "et al." ends no sentence
         print(f"  {name:<{width}}  {description if args.verbose else first}")
     if args.verbose:
-        print("\noperators:\n  " + ", ".join(sorted(runner.OPERATORS)))
+        print("\noperators:\n  " + ", ".join(sorted(runner._registry("operator"))))
         for kind in ("solver", "dataset"):
             try:
                 names = sorted(runner._registry(kind))

@@ -104,3 +104,12 @@ def test_python_dash_m_lists_bundled_suites():
     assert done.returncode == 0, done.stderr
     for name in ("quick", "gmm", "dps-ffhq", "fastmri-knee", "ct-sparse-view", "example_custom"):
         assert f"  {name} " in done.stdout
+
+
+def test_verbose_list_names_every_registry_and_keeps_et_al_in_summaries(capsys):
+    assert cli.main(["list", "-v"]) == 0
+    text = capsys.readouterr().out
+    for word in ("operators:", "ct_sparse_view", "solvers:", "diffpir", "datasets:", "bundled", "priors:"):
+        assert word in text
+    assert cli.main(["list"]) == 0
+    assert "Chung et al. 2023" in capsys.readouterr().out
