@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -102,7 +103,7 @@ class DiscreteVP:
     def cosine(cls, n: int = 1000) -> "DiscreteVP":
         return cls(cosine_betas(n))
 
-    @property
+    @cached_property  # read on every denoiser call: computed once per schedule
     def sigma_table(self) -> torch.Tensor:
         return sigma_from_abar(torch.cumprod(1.0 - self.betas.double(), 0))
 
