@@ -22,7 +22,7 @@ import torch
 
 import operators as ops
 from priors.exact import Gaussian, GaussianMixture
-from priors.sample import SAMPLERS, sample, sliced_wasserstein
+from priors.sample import output_moments, sample, sliced_wasserstein
 
 F64 = torch.float64
 
@@ -136,21 +136,6 @@ def sampler_table(n: int, n_floor: int, seeds: int) -> None:
             print(f"| {label} | {steps} | {nfe} | {dists.mean():.4f} ({dists.min():.4f}-{dists.max():.4f}) | "
                   f"{dists.mean() / floors.mean():.2f} | {seconds:.2f} |")
         print()
-
-
-def output_moments(prior: Gaussian, method: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact output mean and per-coordinate variance of a sampler on a diagonal Gaussian prior: the
-    output is affine in the noise inputs, so it is the mean at zero noise, and the variance is the sum
-    of squared derivatives with respect to them."""
-    sigmas, inputs = prior.sigmas(steps), []
-
-    def noise():
-        inputs.append(torch.zeros(1, prior.dim, dtype=F64, requires_grad=True))
-        return inputs[-1]
-
-    x = SAMPLERS[method](prior.denoise, float(sigmas[0]) * noise(), sigmas, noise=noise)
-    grads = torch.autograd.grad(x.sum(), inputs)
-    return x.detach()[0], sum(g[0] ** 2 for g in grads)
 
 
 def gaussian_moment_table() -> None:

@@ -18,7 +18,7 @@ import torch
 
 from .denoiser import Prior
 
-__all__ = ["sample", "sample_heun", "sample_ddim", "sample_ddpm", "SAMPLERS", "sliced_wasserstein"]
+__all__ = ["sample", "sample_heun", "sample_ddim", "sample_ddpm", "SAMPLERS", "sliced_wasserstein", "output_moments"]
 
 Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
 Noise = Callable[[], torch.Tensor]
@@ -210,3 +210,22 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, n_proj: int = 256,
     theta = theta / theta.norm(dim=0, keepdim=True)
     pa, pb = (a @ theta).sort(0).values, (b @ theta).sort(0).values
     return float(((pa - pb) ** 2).mean().sqrt())
+
+
+def output_moments(prior: Prior, method: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact mean and per-coordinate variance of a sampler's output for a Gaussian prior on vectors
+    (``prior.dim`` coordinates).
+
+    The denoiser is affine, so the output is affine in the starting noise and the step noises; run the
+    sampler with every noise input zero (the output is then the mean) and differentiate through them
+    (squared gradients sum to the variance). No Monte Carlo.
+    """
+    sigmas, inputs = prior.sigmas(steps), []
+
+    def noise():
+        inputs.append(torch.zeros(1, prior.dim, dtype=torch.float64, requires_grad=True))
+        return inputs[-1]
+
+    x = SAMPLERS[method](prior.denoise, float(sigmas[0]) * noise(), sigmas, noise=noise)
+    grads = torch.autograd.grad(x.sum(), inputs)
+    return x.detach()[0], sum(g[0] ** 2 for g in grads)

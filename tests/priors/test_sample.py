@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from priors.exact import Gaussian, GaussianMixture
-from priors.sample import SAMPLERS, sample, sample_ddim, sample_heun, sliced_wasserstein
+from priors.sample import sample, sample_ddim, sample_heun, output_moments, sliced_wasserstein
 from priors.schedules import karras
 
 F64 = torch.float64
@@ -69,24 +69,6 @@ def test_convergence_order_on_the_gaussian_ode(sampler, order):
         errors.append((x - exact).abs().max().item())
     ratios = [errors[i] / errors[i + 1] for i in range(2)]
     assert all(abs(r - 2**order) < 0.6 * order for r in ratios), f"errors {errors}, ratios {ratios}"
-
-
-def output_moments(prior: Gaussian, method: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact mean and per-coordinate variance of a sampler's output for a diagonal Gaussian prior.
-
-    The denoiser is affine, so the output is affine in the starting noise and the step noises; run the
-    sampler with every noise input zero (the output is then the mean) and differentiate through them
-    (squared gradients sum to the variance). No Monte Carlo.
-    """
-    sigmas, inputs = prior.sigmas(steps), []
-
-    def noise():
-        inputs.append(torch.zeros(1, prior.dim, dtype=F64, requires_grad=True))
-        return inputs[-1]
-
-    x = SAMPLERS[method](prior.denoise, float(sigmas[0]) * noise(), sigmas, noise=noise)
-    grads = torch.autograd.grad(x.sum(), inputs)
-    return x.detach()[0], sum(g[0] ** 2 for g in grads)
 
 
 @pytest.mark.parametrize(("method", "order"), [("heun", 2), ("ddim", 1), ("ddpm", 1)])
