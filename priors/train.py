@@ -128,7 +128,8 @@ def _save_atomic(obj, path: Path) -> None:
 def train(config: dict, out: Path, max_seconds: float | None = None, progress: bool = True) -> dict:
     """Run (or resume) training to ``config['steps']``; returns the training state.
 
-    ``max_seconds`` stops early at a checkpoint boundary (for spreading a long run over sessions).
+    ``max_seconds`` stops early at the first checkpoint boundary after this call has trained that long
+    (for spreading a long run over sessions); time from earlier sessions does not count against it.
     """
     config = {**DEFAULTS, **config}
     out.mkdir(parents=True, exist_ok=True)
@@ -158,7 +159,7 @@ def train(config: dict, out: Path, max_seconds: float | None = None, progress: b
     schedule = sch.EDM() if config["loss"] == "edm" else sch.DiscreteVP.linear()
     loss_fn = edm_loss if config["loss"] == "edm" else ddpm_loss
 
-    started = time.time()
+    started = call_started = time.time()
     bar = tqdm(range(state["step"], config["steps"]), initial=state["step"], total=config["steps"],
                disable=not progress, desc=config.get("name") or "train")
     running = []
@@ -188,7 +189,7 @@ def train(config: dict, out: Path, max_seconds: float | None = None, progress: b
             _save_atomic({"config": config, "net": net.state_dict(), "ema": ema.state_dict(), "state": state},
                          checkpoint)
             export(ema, config, state, out)
-            if max_seconds is not None and state["seconds"] >= max_seconds:
+            if max_seconds is not None and time.time() - call_started >= max_seconds:
                 break
     bar.close()
     return state

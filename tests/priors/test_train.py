@@ -58,3 +58,14 @@ def test_phantoms_are_deterministic_in_range_and_varied():
 def test_held_out_photographs_never_train():
     assert not set(HELD_OUT) & set(TRAIN_RGB + TRAIN_GRAY)
     assert {"astronaut", "coffee", "chelsea"} <= set(HELD_OUT)
+
+
+def test_max_seconds_counts_this_call_only_not_earlier_sessions(tmp_path):
+    # A run carried over many sessions has a large total; a resumed call must still train its own budget.
+    train(TINY, tmp_path, max_seconds=0, progress=False)
+    checkpoint = tmp_path / "checkpoint.pt"
+    saved = torch.load(checkpoint, weights_only=True)
+    saved["state"]["seconds"] = 1e6
+    torch.save(saved, checkpoint)
+    state = train(TINY, tmp_path, max_seconds=3600, progress=False)
+    assert state["step"] == 6 and state["seconds"] > 1e6
