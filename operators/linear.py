@@ -191,13 +191,28 @@ class SVD:
         """The SVD of the adjoint: ``A^H = V diag(s) U^H``."""
         return SVD(self.s, self.Ut, self.U, self.Vt, self.V, self.complex)
 
+    def truncated(self, rcond: float) -> "SVD":
+        """The same decomposition with singular values at or below ``rcond * max(s)`` set to zero (a
+        truncated SVD, as DDRM's official deblurring and SR operators do with ``ZERO = 3e-2``). ``Ut``
+        stays zero where the new ``s`` is zero, so every rule above still holds."""
+        if rcond <= 0:
+            return self
+        keep = self.s > rcond * float(self.s.max())
+
+        def Ut(y: Tensor) -> Tensor:
+            c = self.Ut(y)
+            return torch.where(keep.to(c.device), c, torch.zeros((), dtype=c.dtype, device=c.device))
+
+        return SVD(torch.where(keep, self.s, 0), self.Vt, self.V, Ut, self.U, self.complex)
+
     def pinv(self, y: Tensor, rcond: float = 0.0) -> Tensor:
-        """Minimum-norm least-squares solution ``V(where(s > cut, Ut(y) / s, 0))``; singular values at or
-        below ``cut = rcond * max(s)`` count as zero (a truncated SVD, as DDRM does for deblurring)."""
-        c = self.Ut(y)
-        s = cast_like(self.s, c)
-        keep = s > rcond * float(self.s.max()) if rcond > 0 else s > 0
-        return self.V(torch.where(keep, c / torch.where(keep, s, 1), 0))
+        """Minimum-norm least-squares solution ``V(where(s > 0, Ut(y) / s, 0))`` of the decomposition
+        truncated at ``rcond`` (see :meth:`truncated`)."""
+        svd = self.truncated(rcond)
+        c = svd.Ut(y)
+        s = cast_like(svd.s, c)
+        keep = s > 0
+        return svd.V(torch.where(keep, c / torch.where(keep, s, 1), 0))
 
     def prox(self, z: Tensor, y: Tensor, rho: float | Tensor) -> Tensor:
         r""":math:`\arg\min_x \|Ax - y\|^2 + \rho\|x - z\|^2 = V\,\frac{s\,U^H y + \rho V^H z}{s^2 + \rho}`."""

@@ -13,17 +13,20 @@ import torch
 from torch import Tensor
 
 from ._checks import check_finite, check_inputs, float64_start, gaussian_sigma, randn, real_part
+from .ddrm import effective_rcond
 
 
-def spectral(op: Any, g: Callable[[Tensor], Tensor], v: Tensor) -> Tensor:
+def spectral(op: Any, g: Callable[[Tensor], Tensor], v: Tensor, rcond: float = 0.0) -> Tensor:
     r""":math:`V\,g(\Sigma)\,V^T v`, a function of the singular values applied to an image ``v``.
 
     Exact with ``op.svd``. Without one, the operator is treated as if every non-zero singular value
     were 1 (exact for masks, Cartesian MRI, ...): :math:`g(1) P v + g(0)(I - P) v` with the range
-    projector :math:`P = A^+ A`, one ``op.pinv`` (CG) per call.
+    projector :math:`P = A^+ A`, one ``op.pinv`` (CG) per call. ``rcond`` truncates the SVD (see
+    :meth:`operators.linear.SVD.truncated`).
     """
     svd = getattr(op, "svd", None)
     if svd is not None:
+        svd = svd.truncated(rcond)
         return real_part(svd.V(g(svd.s.to(device=v.device, dtype=torch.float64)) * svd.Vt(v)))
     p = real_part(op.pinv(op(v)))
     one, zero = (g(torch.tensor(s, dtype=torch.float64, device=v.device)) for s in (1.0, 0.0))
@@ -52,7 +55,7 @@ def ddim_std(s: Tensor, sigma_next: Tensor, sigma_y: float, eta: float) -> Tenso
 @torch.no_grad()  # no autograd graph through the network: one plain forward per step
 def ddnm(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 100,
          generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
-         eta: float = 0.85) -> Tensor:
+         eta: float = 0.85, rcond: float | None = None) -> Tensor:
     r"""Sample ``x`` given ``y = A x (+ n)`` with DDNM (noise-free ``y``) or DDNM+ (Gaussian noise).
 
     Each step takes the denoiser's :math:`\hat x_0 = D(x_t, \sigma_t)` and keeps its null-space part
@@ -76,6 +79,8 @@ def ddnm(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 100,
     :param noise: Gaussian noise model, its ``sigma`` or ``None``; image units.
     :param steps: number of denoiser evaluations (official ``T_sampling`` 100).
     :param eta: :math:`\eta` (official 0.85).
+    :param rcond: with noisy ``y`` and ``op.svd``, singular values at or below ``rcond * max(s)`` count
+        as null space (default 3e-2, as DDRM; see :func:`restore.ddrm.ddrm`).
     :returns: the sample ``(B, *op.in_shape)`` in the real dtype of ``y``; at zero noise
         ``A x == A A^+ y`` (``== y`` for ``y`` in the range of ``A``).
     :raises restore.SolverDiverged: the state became NaN/inf.
@@ -83,6 +88,7 @@ def ddnm(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 100,
     check_inputs(prior, op, y, noise, steps)
     sigma_y = gaussian_sigma(noise, "ddnm")
     out_dtype = y.real.dtype
+    cut = effective_rcond(rcond, sigma_y) if getattr(op, "svd", None) is not None else 0.0
     op, y, generator, sigmas, x = float64_start(prior, op, y, steps, generator)
     for i in range(steps):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
@@ -91,13 +97,14 @@ def ddnm(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 100,
             callback(dict(i=i, x=x, sigma=sigma, x0_hat=x0))
         eps = (x - x0) / sigma
         z = randn(x, generator)
-        correction = real_part(op.pinv(y - op(x0)))  # A^+ (y - A x0), in the range of A^+
         if sigma_y == 0:  # Algorithm 1
-            x0 = x0 + correction
+            x0 = x0 + real_part(op.pinv(y - op(x0)))  # A^+ (y - A x0), in the range of A^+
             x = x0 + sigma_next * (eta * z + (1 - eta ** 2) ** 0.5 * eps)
         else:  # Algorithm 2, eq. (17)-(19)
             args = (sigma_next, sigma_y, eta)
-            x0 = x0 + spectral(op, lambda s: range_scale(s, *args), correction)
-            x = x0 + spectral(op, lambda s: fresh_std(s, *args), z) + spectral(op, lambda s: ddim_std(s, *args), eps)
+            correction = real_part(op.pinv(y - op(x0), rcond=cut))
+            x0 = x0 + spectral(op, lambda s: range_scale(s, *args), correction, cut)
+            x = (x0 + spectral(op, lambda s: fresh_std(s, *args), z, cut)
+                 + spectral(op, lambda s: ddim_std(s, *args), eps, cut))
         check_finite(x, i, sigma)
     return x.to(out_dtype)

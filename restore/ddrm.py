@@ -13,6 +13,19 @@ from torch import Tensor
 
 from ._checks import check_finite, check_inputs, gaussian_sigma, new_generator, randn, real_part
 
+#: Official DDRM (``ZERO = 3e-2`` in its deblurring and SR SVD operators): with noisy y, singular values at
+#: or below this fraction of the largest are treated as unmeasured.
+NOISY_RCOND = 3e-2
+
+
+def effective_rcond(rcond: float | None, sigma_y: float) -> float:
+    """``rcond`` if given, else :data:`NOISY_RCOND` for noisy y and 0 (keep every s > 0) for exact y."""
+    if rcond is None:
+        return NOISY_RCOND if sigma_y > 0 else 0.0
+    if not 0 <= rcond < 1:
+        raise ValueError(f"rcond: expected a fraction in [0, 1), got {rcond}")
+    return rcond
+
 
 def require_svd(op: Any, solver: str) -> Any:
     """``op.svd``, or a ValueError that says what is missing and what to use instead."""
@@ -36,7 +49,7 @@ def spectral_measurement(svd: Any, y: Tensor) -> tuple[Tensor, Tensor]:
 @torch.no_grad()  # no autograd graph through the network: one plain forward per step
 def ddrm(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 20,
          generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
-         eta: float = 0.85, eta_b: float = 1.0) -> Tensor:
+         eta: float = 0.85, eta_b: float = 1.0, rcond: float | None = None) -> Tensor:
     r"""Sample ``x`` given ``y = A x + n``, ``n ~ N(0, sigma_y^2 I)``, with DDRM.
 
     In the spectral coordinates :math:`\bar x = V^T x`, :math:`\bar y = \Sigma^+ U^T y` every
@@ -61,6 +74,10 @@ def ddrm(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 20,
     :param steps: number of denoiser evaluations (official: 20).
     :param eta: :math:`\eta` (official 0.85), the stochasticity on unobserved / low-noise coordinates.
     :param eta_b: :math:`\eta_b` (official 1.0), how much of ``y`` enters on high-noise coordinates.
+    :param rcond: singular values at or below ``rcond * max(s)`` count as unmeasured (default: the
+        official 3e-2 for noisy ``y``, 0 for exact ``y``). Without it, a direction with a tiny
+        :math:`s_i` takes y's residual amplified by :math:`1/s_i` at every step, and its samples
+        collapse instead of following the prior (blur kernels have many such directions).
     :returns: the sample, shape ``(B, *op.in_shape)``, in the real dtype of ``y``.
     :raises ValueError: ``op`` has no SVD; bad input (see :func:`restore._checks.check_inputs`).
     :raises restore.SolverDiverged: the state became NaN/inf.
@@ -68,7 +85,7 @@ def ddrm(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 20,
     check_inputs(prior, op, y, noise, steps)
     sigma_y = gaussian_sigma(noise, "ddrm")
     op = op.to(dtype=torch.float64)
-    svd = require_svd(op, "ddrm")
+    svd = require_svd(op, "ddrm").truncated(effective_rcond(rcond, sigma_y))
     generator = new_generator(generator, y.device)
     s, y_bar = spectral_measurement(svd, y.to(torch.complex128 if y.is_complex() else torch.float64))
     measured = s > 0

@@ -149,3 +149,17 @@ def test_svd_pinv_is_minimum_norm(generator):
     assert float((x @ null.T).abs().max()) < 1e-12
     assert float(batch_norm(op(x) - y).max()) < 1e-10
     assert float(rdot(x, x).min()) > 0
+
+
+def test_truncated_svd_drops_small_singular_values_from_pinv_and_prox():
+    A = torch.diag(torch.tensor([2.0, 1.0, 0.01], dtype=torch.float64))
+    op = ops.Matrix(A)
+    y = torch.tensor([[2.0, 3.0, 0.05]], dtype=torch.float64)
+    svd = op.svd.truncated(0.03)
+    assert sorted(svd.s.tolist()) == [0.0, 1.0, 2.0]
+    torch.testing.assert_close(op.pinv(y, rcond=0.03), torch.tensor([[1.0, 3.0, 0.0]], dtype=torch.float64))
+    torch.testing.assert_close(op.pinv(y), torch.tensor([[1.0, 3.0, 5.0]], dtype=torch.float64))
+    # Ut is zero where the truncated s is zero, so U(s * Vt x) still rebuilds the truncated operator
+    x = torch.tensor([[1.0, 1.0, 1.0]], dtype=torch.float64)
+    torch.testing.assert_close(svd.U(svd.s * svd.Vt(x)), torch.tensor([[2.0, 1.0, 0.0]], dtype=torch.float64))
+    assert op.svd.truncated(0.0) is op.svd

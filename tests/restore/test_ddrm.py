@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import operators as ops
+import priors
 import restore
 from restore.ddrm import ddrm
 
@@ -85,3 +86,27 @@ def test_callback_sees_every_step_in_order_and_generator_makes_it_reproducible(g
     torch.testing.assert_close(seen[-1]["x0_hat"], p.prior.denoise(seen[-1]["x"], seen[-1]["sigma"]))
     assert torch.equal(x1, x2)
     assert "ddrm" in restore.SOLVERS and restore.SOLVERS["ddrm"] is ddrm
+
+
+@pytest.mark.parametrize("solver", ["ddrm", "ddnm"])
+def test_noisy_y_leaves_a_barely_measured_direction_at_its_exact_posterior(solver):
+    # A = U diag(1, 0.01) V^T and a Gaussian prior diagonal in V: the s = 0.01 direction sees y's noise
+    # amplified 100x, so its exact posterior is almost the prior (std 0.4468 against the prior's 0.4472).
+    # Without truncating tiny singular values, each step pulls that direction to y's scaled residual and
+    # its samples collapse (std below half the exact one); with the official rcond it follows the prior.
+    g = torch.Generator().manual_seed(5)
+    q, _ = torch.linalg.qr(torch.randn(4, 4, generator=g, dtype=torch.float64))
+    u, _ = torch.linalg.qr(torch.randn(2, 2, generator=g, dtype=torch.float64))
+    A = u @ torch.diag(torch.tensor([1.0, 0.01], dtype=torch.float64)) @ q[:, :2].T
+    c = torch.tensor([0.5, 0.2, 0.3, 0.1], dtype=torch.float64)
+    prior = priors.Gaussian(torch.tensor([0.3, 0.0, -0.3, 0.1], dtype=torch.float64), q @ torch.diag(c) @ q.T)
+    op, noise = ops.Matrix(A), ops.GaussianNoise(0.1)
+    y = op(prior.sample(1, generator=g)) + 0.1 * torch.randn(1, 2, generator=g, dtype=torch.float64)
+    exact = prior.posterior(op, y, noise)
+    x = restore.SOLVERS[solver](prior, op, y.expand(N, -1), noise, steps=200, eta=0.0,
+                                generator=torch.Generator().manual_seed(6))
+    weak = q[:, 1]  # the right singular vector of s = 0.01
+    exact_mean, exact_std = float(exact.mean.reshape(-1) @ weak), float(weak @ exact.covariance @ weak) ** 0.5
+    coords = x @ weak
+    assert abs(float(coords.mean()) - exact_mean) < 4 * exact_std / N ** 0.5
+    assert abs(float(coords.std()) / exact_std - 1) < 0.05
