@@ -45,6 +45,10 @@ def test_resume_refuses_a_different_config(tmp_path):
     train({**TINY, "steps": 2}, tmp_path, progress=False)
     with pytest.raises(ValueError, match="config"):
         train({**TINY, "steps": 2, "lr": 5e-4}, tmp_path, progress=False)
+    # threads and bf16 say how a run executes, not what it learns: a later session may change them
+    train(TINY, tmp_path / "runtime", max_seconds=0, progress=False)
+    state = train({**TINY, "bf16": True, "threads": 1}, tmp_path / "runtime", progress=False)
+    assert state["step"] == TINY["steps"]
 
 
 def test_phantoms_are_deterministic_in_range_and_varied():
