@@ -14,6 +14,7 @@ from .daps import daps
 from .ddnm import ddnm
 from .ddrm import ddrm
 from .diffpir import diffpir
+from .dpir import dpir
 from .dps import dps
 from .pigdm import pigdm
 from .posterior import posterior
@@ -27,6 +28,7 @@ SOLVERS = {
     "pigdm": pigdm,
     "diffpir": diffpir,
     "daps": daps,
+    "dpir": dpir,
     "pinv": pinv,
     "tv": tv,
     "classical": classical,

@@ -11,7 +11,7 @@ import priors
 import restore
 from restore._checks import SolverDiverged, check_finite, check_inputs
 
-PRIOR_SOLVERS = ["dps", "red_diff", "ddrm", "ddnm", "pigdm", "diffpir", "daps"]
+PRIOR_SOLVERS = ["dps", "red_diff", "ddrm", "ddnm", "pigdm", "diffpir", "daps", "dpir"]
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +112,6 @@ def test_callback_runs_once_per_step_before_the_update(gaussian_noisy, name):
     for d in seen:
         assert tuple(d["x"].shape) == (2, *p.op.in_shape)
         assert tuple(d["x0_hat"].shape) == (2, *p.op.in_shape)
-    if name in ("dps", "red_diff", "ddrm", "ddnm", "diffpir"):  # x0_hat is the plain denoiser at x, sigma
+    if name in ("dps", "red_diff", "ddrm", "ddnm", "diffpir", "dpir"):  # x0_hat is the plain denoiser at x, sigma
         for d in seen:
             assert torch.allclose(d["x0_hat"], p.prior.denoise(d["x"], d["sigma"]))
