@@ -1,6 +1,8 @@
 """How good are the bundled priors at what a prior is for: denoising in their domain.
 
 ``python -m benchmarks.prior_denoising [--size 128] [--out runs/prior_denoising]``
+``python -m benchmarks.prior_denoising --only natural --natural /path/to/run/natural.safetensors`` scores a
+training run's weights before they are shipped.
 
 PSNR of ``prior.denoise(x + sigma n, sigma)`` on the held-out sets at sigma = 0.05, 0.1, 0.2, next to
 BM3D (the ``bm3d`` package, told the true sigma) and a Gaussian filter whose width is chosen per sigma
@@ -104,7 +106,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--out", type=Path, default=Path("runs/prior_denoising"))
     parser.add_argument("--no-bm3d", action="store_true")
+    parser.add_argument("--only", choices=("phantom", "natural"), default=None, help="score one prior")
+    parser.add_argument("--phantom", default="phantom", help="the phantom prior: bundled name or weights path")
+    parser.add_argument("--natural", default="natural", help="the natural prior: bundled name or weights path")
     args = parser.parse_args(argv)
+    sources = {"phantom": args.phantom, "natural": args.natural}
     args.out.mkdir(parents=True, exist_ok=True)
 
     cases = [
@@ -116,9 +122,9 @@ def main(argv: list[str] | None = None) -> None:
     lines = [f"Denoising PSNR (dB) at {args.size}x{args.size}; Gaussian filter width chosen per sigma (oracle); best in bold.", "",
              "| prior | test set | sigma | noisy | Gaussian filter | BM3D | prior.denoise |", "|---|---|---|---|---|---|---|"]
     for prior_name, label, items in cases:
-        if not items:
+        if not items or args.only not in (None, prior_name):
             continue
-        prior = priors.load(prior_name)
+        prior = priors.load(sources[prior_name])
         for row in evaluate(prior, items, SIGMAS, use_bm3d=not args.no_bm3d):
             scores = {k: row[k] for k in ("gaussian", "bm3d", "prior") if k in row}
             best = max(scores, key=scores.get)
@@ -127,7 +133,9 @@ def main(argv: list[str] | None = None) -> None:
                          f"{cell['gaussian']} (w={row['gaussian_width']}) | {cell.get('bm3d', '-')} | {cell['prior']} |")
     lines.append("")
     for prior_name, channels in (("phantom", 1), ("natural", 3)):
-        seconds = forward_time(priors.load(prior_name), channels)
+        if args.only not in (None, prior_name):
+            continue
+        seconds = forward_time(priors.load(sources[prior_name]), channels)
         lines.append(f"- `{prior_name}`: one denoiser pass at 256x256 takes {seconds * 1000:.0f} ms on this CPU")
     text = "\n".join(lines)
     print(text)

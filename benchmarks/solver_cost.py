@@ -2,7 +2,7 @@
 
 The reference for a solver is what one step of it cannot avoid:
 
-* RED-Diff, DDRM, DDNM, DiffPIR: one network forward (no autograd graph);
+* RED-Diff, DDRM, DDNM, DiffPIR, DPIR: one network forward (no autograd graph);
 * DPS, PiGDM: one forward plus one vector-Jacobian product with respect to the input, with the
   network's parameters frozen (no weight gradients).
 
@@ -33,7 +33,7 @@ import priors
 import restore
 from priors.unet import UNet
 
-FORWARD = ("red_diff", "ddrm", "ddnm", "diffpir")
+FORWARD = ("red_diff", "ddrm", "ddnm", "diffpir", "dpir")
 FORWARD_VJP = ("dps", "pigdm")
 
 
