@@ -28,15 +28,17 @@ def dpir_sigmas(steps: int, sigma_y: float, sigma_first: float = SIGMA_FIRST) ->
 
 
 def mean_level(op: Any, y: Tensor) -> Tensor:
-    r"""The start :math:`x_0 = \bar c\,\mathbf 1`, each image's mean level taken from :math:`A^+ y`.
+    r"""The start :math:`x_0 = c\,\mathbf 1`, the constant image that best explains ``y``:
+    :math:`c = \mathrm{Re}\langle A\mathbf 1, y\rangle / \|A\mathbf 1\|^2` per image.
 
     The first data step :math:`\arg\min_z \|y - Az\|^2 + \rho_1\|z - x_0\|^2` then gives a
-    regularised inverse: inpainting holes start grey rather than black, and a blur's weak directions
-    stay near the mean instead of taking the pseudo-inverse's amplified noise. (The mean is safe to
-    read from :math:`A^+ y`: it sits on a strong singular direction for blur, SR and masks.)
+    regularised inverse: inpainting holes start at the mean of the measured pixels rather than black,
+    and a blur's weak directions stay at the mean instead of taking the pseudo-inverse's amplified noise.
     """
-    x = real_part(op.pinv(y))
-    return x.flatten(1).mean(1).reshape(-1, *([1] * (x.ndim - 1))) * torch.ones_like(x)
+    one = torch.ones((1, *op.in_shape), dtype=y.real.dtype, device=y.device)
+    a1 = op(one)
+    c = (a1.conj() * y).real.flatten(1).sum(1) / (a1.conj() * a1).real.sum()
+    return c.reshape(-1, *([1] * len(op.in_shape))) * one
 
 
 @torch.no_grad()  # no autograd graph through the network: one plain forward per step
