@@ -56,3 +56,18 @@ def test_deterministic_and_refuses_bad_hyper_parameters():
     with pytest.raises(ValueError, match="lam"):
         dpir(prior, op, y, noise, steps=5, lam=0.0)
     assert restore.SOLVERS["dpir"] is dpir
+
+
+def test_start_is_the_least_squares_constant_image():
+    # inpainting: the mean of the measured pixels (holes do not count as zeros); a normalised blur: mean(y)
+    from restore.dpir import mean_level
+
+    g = torch.Generator().manual_seed(4)
+    x = 0.2 + 0.6 * torch.rand(2, 3, 8, 8, generator=g)
+    mask = ops.masks.random((8, 8), 0.3, generator=g)
+    op = ops.Inpainting(mask, in_shape=(3, 8, 8))
+    start = mean_level(op, op(x))
+    kept = mask.expand(3, 8, 8).bool()
+    torch.testing.assert_close(start[:, 0, 0, 0], torch.stack([xi[kept].mean() for xi in x]))
+    blur = ops.Blur(ops.kernels.gaussian(5, 1.0), in_shape=(3, 8, 8), boundary="circular")
+    torch.testing.assert_close(mean_level(blur, blur(x))[:, 0, 0, 0], x.flatten(1).mean(1))
