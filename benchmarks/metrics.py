@@ -190,18 +190,28 @@ def _load_backbone(model: torch.nn.Module, net: str) -> str:
     return str(source)
 
 
+def bare_lpips(net: str) -> torch.nn.Module:
+    """lpips' v0.1 module with its shipped linear heads, loaded with ``weights_only=True`` (lpips' own
+    ``pretrained=True`` path unpickles the file), and a random backbone (``pnet_rand``: no download)."""
+    import inspect
+
+    import lpips as lpips_pkg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torchvision's 'pretrained' deprecation notice
+        model = lpips_pkg.LPIPS(net=net, version="0.1", pretrained=False, pnet_rand=True, verbose=False)
+    heads = Path(inspect.getfile(lpips_pkg.LPIPS)).parent / "weights" / "v0.1" / f"{net}.pth"
+    model.load_state_dict(torch.load(heads, map_location="cpu", weights_only=True), strict=False)
+    return model
+
+
 @functools.lru_cache(maxsize=4)
 def _cached_model(net: str, device: str) -> torch.nn.Module | None:
     reason = lpips_unavailable_reason(net)
     if reason is not None:
         warnings.warn(f"LPIPS is left empty: {reason}", RuntimeWarning, stacklevel=3)
         return None
-    import lpips as lpips_pkg
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # torchvision's 'pretrained' deprecation notice
-        # pnet_rand=True builds the backbone without touching the network; its weights are loaded below.
-        model = lpips_pkg.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+    model = bare_lpips(net)
     model.weight_source = _load_backbone(model, net)
     return model.eval().requires_grad_(False).to(device)
 

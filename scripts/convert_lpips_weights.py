@@ -135,18 +135,19 @@ def verify(params: dict, net: str, module: str, target: Path, images: Path) -> N
     converted file, lpips with a random backbone (which must not be what we ship)."""
     from PIL import Image
 
-    import lpips
     from safetensors.torch import load_file
+
+    from benchmarks.metrics import bare_lpips
 
     def load(name):
         return np.asarray(Image.open(images / f"{name}.png").convert("RGB"), dtype=np.float64) / 127.5 - 1
 
     ref, p0, p1 = load("ex_ref"), load("ex_p0"), load("ex_p1")
-    model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False).eval()
+    model = bare_lpips(net).eval()
     features = load_file(str(target))
     # lpips names a layer slice{k}.{i}.{param}, with i its index in torchvision's ``features``
     model.net.load_state_dict({k: features["features." + k.split(".", 1)[1]] for k in model.net.state_dict()})
-    random = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False).eval()
+    random = bare_lpips(net).eval()
     to_t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float()
     with torch.no_grad():
         for name, other in (("ex_p0", p0), ("ex_p1", p1)):
