@@ -135,8 +135,9 @@ def load(
     else:
         prior = _load_path(Path(name_or_path).expanduser())
     prior.module.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    if dtype in (torch.bfloat16, torch.float16) and torch.device(device or "cpu").type == "cpu" \
-            and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    from .train import bf16_is_fast
+
+    if dtype in (torch.bfloat16, torch.float16) and not bf16_is_fast(torch.device(device or "cpu").type):
         warnings.warn(f"dtype: {dtype} on a CPU without native bf16/fp16 (no AVX512-BF16/AMX) is emulated and "
                       "much slower than float32 here; use it on a GPU or a CPU that has it", stacklevel=2)
     return prior

@@ -16,17 +16,16 @@ from ._checks import check_finite, check_inputs, float64_start, gaussian_sigma, 
 from .ddrm import effective_rcond
 
 
-def spectral(op: Any, g: Callable[[Tensor], Tensor], v: Tensor, rcond: float = 0.0) -> Tensor:
+def spectral(op: Any, g: Callable[[Tensor], Tensor], v: Tensor, svd: Any = None) -> Tensor:
     r""":math:`V\,g(\Sigma)\,V^T v`, a function of the singular values applied to an image ``v``.
 
     Exact with ``op.svd``. Without one, the operator is treated as if every non-zero singular value
     were 1 (exact for masks, Cartesian MRI, ...): :math:`g(1) P v + g(0)(I - P) v` with the range
-    projector :math:`P = A^+ A`, one ``op.pinv`` (CG) per call. ``rcond`` truncates the SVD (see
-    :meth:`operators.linear.SVD.truncated`).
+    projector :math:`P = A^+ A`, one ``op.pinv`` (CG) per call. ``svd`` replaces ``op.svd`` (e.g. a
+    truncated one, :meth:`operators.linear.SVD.truncated`).
     """
-    svd = getattr(op, "svd", None)
+    svd = svd if svd is not None else getattr(op, "svd", None)
     if svd is not None:
-        svd = svd.truncated(rcond)
         return real_part(svd.V(g(svd.s.to(device=v.device, dtype=torch.float64)) * svd.Vt(v)))
     p = real_part(op.pinv(op(v)))
     one, zero = (g(torch.tensor(s, dtype=torch.float64, device=v.device)) for s in (1.0, 0.0))
@@ -88,8 +87,9 @@ def ddnm(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 100,
     check_inputs(prior, op, y, noise, steps)
     sigma_y = gaussian_sigma(noise, "ddnm")
     out_dtype = y.real.dtype
-    cut = effective_rcond(rcond, sigma_y) if getattr(op, "svd", None) is not None else 0.0
     op, y, generator, sigmas, x = float64_start(prior, op, y, steps, generator)
+    svd = getattr(op, "svd", None)  # truncated once here, not in every step's spectral calls
+    svd = svd.truncated(effective_rcond(rcond, sigma_y)) if svd is not None else None
     for i in range(steps):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         x0 = prior.denoise(x, sigma)
@@ -102,9 +102,10 @@ def ddnm(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 100,
             x = x0 + sigma_next * (eta * z + (1 - eta ** 2) ** 0.5 * eps)
         else:  # Algorithm 2, eq. (17)-(19)
             args = (sigma_next, sigma_y, eta)
-            correction = real_part(op.pinv(y - op(x0), rcond=cut))
-            x0 = x0 + spectral(op, lambda s: range_scale(s, *args), correction, cut)
-            x = (x0 + spectral(op, lambda s: fresh_std(s, *args), z, cut)
-                 + spectral(op, lambda s: ddim_std(s, *args), eps, cut))
+            residual = y - op(x0)
+            correction = real_part(svd.pinv(residual) if svd is not None else op.pinv(residual))
+            x0 = x0 + spectral(op, lambda s: range_scale(s, *args), correction, svd)
+            x = (x0 + spectral(op, lambda s: fresh_std(s, *args), z, svd)
+                 + spectral(op, lambda s: ddim_std(s, *args), eps, svd))
         check_finite(x, i, sigma)
     return x.to(out_dtype)

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ._checks import check_finite, check_inputs, gaussian_sigma, new_generator, real_part
+from ._checks import check_finite, check_inputs, gaussian_sigma, real_part
 
 #: Official: sigma_1 = 49/255 on [0, 1] images; the last sigma is the noise level, floored at 0.255/255.
 SIGMA_FIRST, SIGMA_FLOOR = 49 / 255, 0.255 / 255
@@ -60,7 +60,7 @@ def dpir(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 8,
     and :math:`\sigma_k \to 0` the iterates reach the MAP estimate (= the posterior mean there).
 
     :param prior: denoiser ``D(x, sigma)`` in image units (sigma on [0, 1] images, as DPIR's).
-    :param op: linear operator with ``op.prox`` and ``op.pinv`` (the start, see :func:`mean_level`).
+    :param op: linear operator with ``op.prox`` (the start is :func:`mean_level`).
     :param y: measurement ``(B, *op.out_shape)``.
     :param noise: Gaussian noise model, its ``sigma`` or ``None``; image units.
     :param steps: K, the number of denoiser calls (official: 8 for deblurring, 24 for SR).
@@ -71,18 +71,19 @@ def dpir(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 8,
     :raises restore.SolverDiverged: the state became NaN/inf.
     """
     check_inputs(prior, op, y, noise, steps)
-    new_generator(generator, y.device)  # validates the argument; nothing random is drawn
     if lam <= 0 or sigma_first <= 0:
         raise ValueError(f"lam and sigma_first: expected positive values, got {lam} and {sigma_first}")
     sigma_y = gaussian_sigma(noise, "dpir")
     out_dtype = y.real.dtype
     op = op.to(dtype=torch.float64)
     y = y.to(torch.complex128 if y.is_complex() else torch.float64)
-    sigmas = dpir_sigmas(steps, sigma_y, sigma_first).to(y.device)
+    sigmas = dpir_sigmas(steps, sigma_y, sigma_first)
+    rhos = (lam * max(sigma_y, SIGMA_FLOOR) ** 2 / sigmas ** 2).tolist()
+    sigmas = sigmas.to(y.device)
     x = mean_level(op, y)
     for k in range(steps):
         sigma = sigmas[k]
-        z = real_part(op.prox(x, y, lam * max(sigma_y, SIGMA_FLOOR) ** 2 / float(sigma) ** 2))
+        z = real_part(op.prox(x, y, rhos[k]))
         x = prior.denoise(z, sigma)
         if callback is not None:
             callback(dict(i=k, x=z, sigma=sigma, x0_hat=x))
