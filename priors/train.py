@@ -34,7 +34,7 @@ RECIPES = {p.stem: p for p in sorted(RECIPES_DIR.glob("*.json"))}
 DEFAULTS = dict(
     data="phantom", size=32, phantom_size=64, batch=64, steps=20000, lr=2e-4, lr_warmup=500, ema=0.999, loss="edm",
     channels=48, channel_mult=[1, 2, 2], num_blocks=2, emb_dim=128, groups=8, dropout=0.0, bf16=True,
-    checkpoint_every=250, seed=0, name=None, threads=0,
+    checkpoint_every=250, seed=0, name=None, threads=0, init_from=None,
 )
 
 
@@ -138,6 +138,35 @@ def _save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _start_from(source: Path, net: UNet, ema: UNet, optimizer: torch.optim.Optimizer) -> dict:
+    """Fine-tuning: a new run (its own recipe, e.g. another crop size) continues from another run's
+    checkpoint folder: weights, EMA, Adam moments and step count (so the warm-up is not repeated).
+    The source's recipe, step and images seen are kept in the state, and so on the card."""
+    checkpoint, optimizer_path = _checkpoint_paths(source)
+    if not checkpoint.exists():
+        raise ValueError(f"init_from: expected a run folder holding checkpoint.pt, got {source}")
+    saved = torch.load(checkpoint, weights_only=True)
+    try:
+        net.load_state_dict(saved["net"])
+        ema.load_state_dict(saved["ema"])
+    except RuntimeError as error:
+        raise ValueError(f"init_from: {source} holds another architecture than this recipe's: {error}") from None
+    optimizer.load_state_dict(torch.load(optimizer_path, weights_only=True)["optimizer"])
+    source_state = saved["state"]
+    source_recipe = _recipe({**DEFAULTS, **saved["config"]})
+    return {"step": source_state["step"], "seconds": source_state["seconds"], "losses": list(source_state["losses"]),
+            "init": {"recipe": source_recipe, "step": source_state["step"],
+                     "images_seen": _images_seen(source_recipe, source_state)}}
+
+
+def _images_seen(config: dict, state: dict) -> int:
+    """Training images drawn so far, counting those of the run this one started from."""
+    start = state.get("init")
+    if start is None:
+        return state["step"] * config["batch"]
+    return start["images_seen"] + (state["step"] - start["step"]) * config["batch"]
+
+
 def train(config: dict, out: Path, max_seconds: float | None = None, progress: bool = True) -> dict:
     """Run (or resume) training to ``config['steps']``; returns the training state.
 
@@ -169,6 +198,8 @@ def train(config: dict, out: Path, max_seconds: float | None = None, progress: b
                              f"step {saved['state']['step']}; the run was killed between the two writes")
         optimizer.load_state_dict(saved_optimizer["optimizer"])
         state = saved["state"]
+    elif config["init_from"]:
+        state = _start_from(Path(config["init_from"]), net, ema, optimizer)
     schedule = sch.EDM() if config["loss"] == "edm" else sch.DiscreteVP.linear()
     loss_fn = edm_loss if config["loss"] == "edm" else ddpm_loss
     use_bf16 = config["bf16"] and bf16_is_fast()
@@ -226,7 +257,8 @@ def card(net: UNet, config: dict, state: dict) -> dict:
         "train": {
             "recipe": _recipe(config),
             "steps": state["step"],
-            "images_seen": state["step"] * config["batch"],
+            "images_seen": _images_seen(config, state),
+            "init": state.get("init"),
             "seconds": round(state["seconds"], 1),
             "final_loss": state["losses"][-1][1] if state["losses"] else None,
             "losses": state["losses"],

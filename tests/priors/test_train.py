@@ -73,3 +73,31 @@ def test_max_seconds_counts_this_call_only_not_earlier_sessions(tmp_path):
     torch.save(saved, checkpoint)
     state = train(TINY, tmp_path, max_seconds=3600, progress=False)
     assert state["step"] == 6 and state["seconds"] > 1e6
+
+
+def test_init_from_continues_another_run_at_a_new_crop_size(tmp_path):
+    train({**TINY, "steps": 4}, tmp_path / "source", progress=False)
+    source = torch.load(tmp_path / "source" / "checkpoint.pt", weights_only=True)
+    bigger = {**TINY, "name": "bigger", "size": 24, "batch": 2, "steps": 6, "init_from": str(tmp_path / "source")}
+    # Stopped right after its first checkpoint: the step count went on from the source's 4 (no new warm-up)
+    state = train(bigger, tmp_path / "bigger", max_seconds=0, progress=False)
+    assert state["step"] == 6 and state["init"]["step"] == 4
+    card = json.loads((tmp_path / "bigger" / "bigger.json").read_text())
+    assert card["train"]["images_seen"] == 4 * TINY["batch"] + 2 * 2
+    assert card["train"]["init"]["recipe"]["size"] == TINY["size"]
+    # It started from the source's weights: two steps at a small learning rate stay close to them
+    tuned = torch.load(tmp_path / "bigger" / "checkpoint.pt", weights_only=True)["net"]
+    fresh = {**TINY, "name": "fresh", "size": 24, "batch": 2, "steps": 6}
+    scratch = train(fresh, tmp_path / "fresh", progress=False)
+    scratch_net = torch.load(tmp_path / "fresh" / "checkpoint.pt", weights_only=True)["net"]
+    key = next(k for k in tuned if k.endswith("weight") and tuned[k].ndim == 4)
+    assert (tuned[key] - source["net"][key]).abs().max() < (scratch_net[key] - source["net"][key]).abs().max()
+    assert scratch["step"] == 6
+
+
+def test_init_from_refuses_a_missing_run_or_another_architecture(tmp_path):
+    with pytest.raises(ValueError, match="init_from"):
+        train({**TINY, "init_from": str(tmp_path / "nothing")}, tmp_path / "a", progress=False)
+    train({**TINY, "steps": 2}, tmp_path / "source", progress=False)
+    with pytest.raises(ValueError, match="init_from"):
+        train({**TINY, "channels": 4, "init_from": str(tmp_path / "source")}, tmp_path / "b", progress=False)
