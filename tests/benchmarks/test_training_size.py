@@ -1,10 +1,14 @@
 """The training-size comparison: paired scores of several priors, their cards described, differences right."""
+from pathlib import Path
+
 import pytest
 
+import priors.testsets
 from benchmarks import training_size
 from priors.train import train
 
-TINY_NATURAL = dict(data="natural", size=16, batch=2, steps=2, lr=1e-3, lr_warmup=1, channels=8, channel_mult=[1, 2],
+# RGB training data without scikit-learn (a test-only install): the bundled test photographs' folder
+TINY_NATURAL = dict(data=str(Path(priors.testsets.__file__).parent), size=16, batch=2, steps=2, lr=1e-3, lr_warmup=1, channels=8, channel_mult=[1, 2],
                     num_blocks=1, emb_dim=16, groups=4, checkpoint_every=2, bf16=False)
 
 
