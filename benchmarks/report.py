@@ -20,7 +20,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .store import Store, write_atomic
+from priors.files import write_bytes_atomic
+from .store import Store
 
 #: Metrics shown, in order, and whether higher is better (for the overview's bold best entry).
 METRICS = {"psnr": True, "ssim": True, "lpips": False, "residual": False,
@@ -106,7 +107,7 @@ class _Doc:
         data = buf.getvalue()
         self.figures += 1
         name = f"report_files/fig{self.figures:03d}.png"
-        write_atomic(self.out / name, data)
+        write_bytes_atomic(self.out / name, data)
         self.md.append(f"![{caption}]({name})\n")
         b64 = base64.b64encode(data).decode()
         self.html.append(f'<figure><img alt="{html.escape(caption)}" '
@@ -254,8 +255,8 @@ def write_report(out: str | Path) -> list[Path]:
         for suite in dict.fromkeys(r["suite"] for r in rows):
             _suite_section(doc, out, store, [r for r in rows if r["suite"] == suite], suite)
     md_path, html_path = out / "report.md", out / "report.html"
-    write_atomic(md_path, "\n".join(doc.md).encode())
-    write_atomic(html_path, doc.render_html(f"Benchmark report: {out.name}").encode())
+    write_bytes_atomic(md_path, "\n".join(doc.md).encode())
+    write_bytes_atomic(html_path, doc.render_html(f"Benchmark report: {out.name}").encode())
     return [md_path, html_path]
 
 

@@ -43,7 +43,8 @@ import numpy as np
 import torch
 import yaml
 
-from .store import Store, write_atomic
+from priors.files import write_bytes_atomic
+from .store import Store
 
 SUITES_DIR = Path(__file__).with_name("suites")
 DEFAULT_METRICS = "benchmarks.metrics:compute_metrics"
@@ -741,7 +742,7 @@ def save_result(out: Path, store: Store, result: CellResult, replace: bool = Fal
     """Persist a cell: artifacts (atomically) first, then the row, so a stored row always has its
     files. Returns whether the row was written (False: another run wrote it first)."""
     for rel, data in result.artifacts.items():
-        write_atomic(out / rel, data)
+        write_bytes_atomic(out / rel, data)
     return store.put(dict(result.row, replace=replace), result.images)
 
 

@@ -244,19 +244,3 @@ class Store:
         cols = ("id", "suite", "config_hash", "command", "grid", "started_at", "finished_at")
         rows = self._db.execute(f"SELECT {', '.join(cols)} FROM runs ORDER BY id").fetchall()
         return [dict(zip(cols, r), grid=json.loads(r[4])) for r in rows]
-
-
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half.
-
-    The bytes go to a temporary file in the same folder, are flushed to disk, then renamed over
-    ``path`` (``os.replace`` is atomic on POSIX and Windows).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

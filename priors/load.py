@@ -32,6 +32,7 @@ from torch import nn
 
 from . import schedules as sch
 from .denoiser import NetworkPrior, wrap
+from .files import atomic_write
 from .guided_unet import GuidedUNet
 from .unet import UNet
 
@@ -169,8 +170,8 @@ def save(prior: NetworkPrior, path: str | os.PathLike, **extra) -> Path:
     }
     weights = stem.with_name(stem.name + ".safetensors")
     state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
-    _write_atomic(weights, lambda tmp: save_file(state, str(tmp)))
-    _write_atomic(stem.with_name(stem.name + ".json"), lambda tmp: tmp.write_text(json.dumps(card, indent=1)))
+    atomic_write(weights, lambda tmp: save_file(state, str(tmp)))
+    atomic_write(stem.with_name(stem.name + ".json"), lambda tmp: tmp.write_text(json.dumps(card, indent=1)))
     return weights
 
 
@@ -187,24 +188,23 @@ def download(url: str, dest: Path, sha256: str | None = None, size: int | None =
 
     Nothing is left at ``dest`` unless every check passed. Returns the file's sha256.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    digest, n = hashlib.sha256(), 0
-    try:
+    digest = hashlib.sha256()
+
+    def stream(tmp: Path) -> None:
+        n = 0
         with opener(url, timeout=timeout) as response, open(tmp, "wb") as f:
             while chunk := response.read(1 << 20):
                 digest.update(chunk)
                 f.write(chunk)
                 n += len(chunk)
-        got = digest.hexdigest()
         if size is not None and n != size:
             raise CheckpointError(f"{url}: downloaded {n} bytes, expected {size}; nothing written to {dest}")
-        if sha256 is not None and got != sha256:
-            raise CheckpointError(f"{url}: sha256 mismatch (got {got}, expected {sha256}); nothing written to {dest}")
-        os.replace(tmp, dest)
-        return got
-    finally:
-        tmp.unlink(missing_ok=True)
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise CheckpointError(f"{url}: sha256 mismatch (got {digest.hexdigest()}, expected {sha256}); "
+                                  f"nothing written to {dest}")
+
+    atomic_write(dest, stream)
+    return digest.hexdigest()
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -473,11 +473,3 @@ def _first(items: list[str], n: int = 5) -> str:
     return ", ".join(items[:n]) + (", ..." if len(items) > n else "")
 
 
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

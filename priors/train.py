@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from . import schedules as sch
 from .denoiser import wrap
+from .files import atomic_write, write_bytes_atomic
 from .unet import UNet, reset_parameters
 
 __all__ = ["RECIPES", "make_data", "edm_loss", "ddpm_loss", "train", "export", "main"]
@@ -132,12 +133,6 @@ def _checkpoint_paths(out: Path) -> tuple[Path, Path]:
     return out / "checkpoint.pt", out / "optimizer.pt"
 
 
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _start_from(source: Path, net: UNet, ema: UNet, optimizer: torch.optim.Optimizer) -> dict:
     """Fine-tuning: a new run (its own recipe, e.g. another crop size) continues from another run's
     checkpoint folder: weights, EMA, Adam moments and step count (so the warm-up is not repeated).
@@ -232,9 +227,10 @@ def train(config: dict, out: Path, max_seconds: float | None = None, progress: b
             state["losses"].append([step + 1, sum(running) / len(running)])
             running = []
             bar.set_postfix(loss=f"{state['losses'][-1][1]:.4f}")
-            _save_atomic({"step": state["step"], "optimizer": optimizer.state_dict()}, optimizer_path)
-            _save_atomic({"config": config, "net": net.state_dict(), "ema": ema.state_dict(), "state": state},
-                         checkpoint)
+            optimizer_state = {"step": state["step"], "optimizer": optimizer.state_dict()}
+            atomic_write(optimizer_path, lambda tmp: torch.save(optimizer_state, tmp))
+            run_state = {"config": config, "net": net.state_dict(), "ema": ema.state_dict(), "state": state}
+            atomic_write(checkpoint, lambda tmp: torch.save(run_state, tmp))
             export(ema, config, state, out)
             if max_seconds is not None and time.time() - call_started >= max_seconds:
                 break
@@ -271,12 +267,8 @@ def export(ema: UNet, config: dict, state: dict, out: Path) -> Path:
     """Write ``<name>.safetensors`` and ``<name>.json`` (atomically) into ``out``."""
     name = config.get("name") or "prior"
     weights = out / f"{name}.safetensors"
-    tmp = weights.with_suffix(".safetensors.tmp")
-    save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(tmp))
-    os.replace(tmp, weights)
-    card_path = out / f"{name}.json"
-    card_path.with_suffix(".json.tmp").write_text(json.dumps(card(ema, config, state), indent=1))
-    os.replace(card_path.with_suffix(".json.tmp"), card_path)
+    atomic_write(weights, lambda tmp: save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(tmp)))
+    write_bytes_atomic(out / f"{name}.json", json.dumps(card(ema, config, state), indent=1).encode())
     return weights
 
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from benchmarks.store import Store, owner_id, write_atomic
+from benchmarks.store import Store, owner_id
 
 
 def _row(key, status="ok", psnr=20.0):
@@ -96,11 +96,3 @@ def test_claims_respect_live_owners_and_take_over_dead_ones(tmp_path):
         store.put(_row("k"))
         assert not store.claim("k")       # finished cells are never claimed
         assert store._db.execute("SELECT COUNT(*) FROM claims WHERE key='k'").fetchone()[0] == 0
-
-
-def test_write_atomic_replaces_whole_file(tmp_path):
-    target = tmp_path / "sub" / "a.png"
-    write_atomic(target, b"one")
-    write_atomic(target, b"two")
-    assert target.read_bytes() == b"two"
-    assert os.listdir(target.parent) == ["a.png"]  # no temporary left behind
