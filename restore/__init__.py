@@ -8,7 +8,7 @@ Every solver has one signature::
 measurement and ``noise`` its noise model (e.g. ``ops.GaussianNoise(0.05)``), in image units.
 Baselines take the same arguments and ignore ``prior`` (it may be ``None``).
 """
-from ._checks import SolverDiverged
+from ._common import SolverDiverged
 from .baselines import classical, pinv, tv
 from .daps import daps
 from .ddnm import ddnm

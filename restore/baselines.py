@@ -8,16 +8,14 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ._checks import check_finite, check_inputs, gaussian_sigma, noise_sigma, real_part
+from priors.random import Generators
+
+from operators.linear import rdot
+
+from ._common import check_finite, check_inputs, gaussian_sigma, noise_sigma, operator_norm, real_part
 
 #: methods an operator may offer for its classical reconstruction, in order of preference
 CLASSICAL_METHODS = ("classical_inverse", "fbp", "zero_filled")
-
-
-def _rdot(a: Tensor, b: Tensor) -> Tensor:
-    """Per-sample real inner product ``Re<a, b>``, shape ``(B,)``."""
-    prod = a.conj() * b if a.is_complex() or b.is_complex() else a * b
-    return prod.real.reshape(a.shape[0], -1).sum(1)
 
 
 def _view(v: Tensor, like: Tensor) -> Tensor:
@@ -26,18 +24,21 @@ def _view(v: Tensor, like: Tensor) -> Tensor:
 
 @torch.no_grad()
 def pinv(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 50,
-         generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
-         tau: float = 1.0) -> Tensor:
+         generator: Generators = None, callback: Callable[[dict], None] | None = None,
+         tau: float = 1.0, rtol: float = 1e-12) -> Tensor:
     r"""Least squares :math:`\min_x \|Ax - y\|^2` by CGLS, stopped early (per sample).
 
     CGLS (Hestenes & Stiefel 1952; Björck, *Numerical Methods for Least Squares Problems*, Alg.
     7.4.1) is CG on the normal equations without forming :math:`A^H A`; started at 0 it converges to
     the minimum-norm least-squares solution :math:`A^+ y`. Its iteration count regularises
     (semi-convergence): a sample stops at the discrepancy principle
-    :math:`\|Ax - y\| \le \tau\,\sigma_y\sqrt{m}` (Morozov), or after ``steps`` iterations.
+    :math:`\|Ax - y\| \le \tau\,\sigma_y\sqrt{m}` (Morozov), once converged,
+    :math:`\|A^H r\| \le \mathrm{rtol}\,\|A^H y\|` (past that point the ratios of rounding-level
+    numbers only walk the iterate away from the solution), or after ``steps`` iterations.
 
     :param steps: maximum number of iterations (one ``op`` and one ``op.H`` each).
     :param tau: discrepancy safety factor (``tau * sigma_y * sqrt(m)``; zero noise: no early stop).
+    :param rtol: convergence tolerance on the normal-equation residual, relative to its start.
     :param callback: called with ``dict(i, x, sigma=None, x0_hat=x)`` after each iteration.
     """
     check_inputs(None, op, y, noise, steps)
@@ -50,17 +51,18 @@ def pinv(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 50,
     r = y.clone()
     s = real_part(op.H(r))  # images are real: the gradient is Re(A^H r)
     p = s.clone()
-    gamma = _rdot(s, s)
+    gamma = rdot(s, s)
+    converged = rtol**2 * gamma
     for i in range(steps):
-        active = (_rdot(r, r) > target) & (gamma > 0)
+        active = (rdot(r, r) > target) & (gamma > converged)
         if not bool(active.any()):
             break
         q = op(p)
-        alpha = torch.where(active, gamma / _rdot(q, q).clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+        alpha = torch.where(active, gamma / rdot(q, q).clamp_min(torch.finfo(torch.float64).tiny), 0.0)
         x = x + _view(alpha, x) * p
         r = r - _view(alpha, r) * q
         s = real_part(op.H(r))
-        gamma_next = _rdot(s, s)
+        gamma_next = rdot(s, s)
         beta = torch.where(active, gamma_next / gamma.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
         p = torch.where(_view(active, p), s + _view(beta, p) * p, p)
         gamma = torch.where(active, gamma_next, gamma)
@@ -100,24 +102,9 @@ def total_variation(x: Tensor, ndim: int) -> Tensor:
     return gradient(x, ndim).pow(2).sum(1).sqrt().reshape(x.shape[0], -1).sum(1)
 
 
-def operator_norm(op: Any, like: Tensor, iters: int = 30) -> float:
-    r""":math:`\|A\|_2` by power iteration on :math:`A^H A` from a fixed, seeded start (slight
-    over-estimate by 1% so step sizes stay safe)."""
-    g = torch.Generator(device=like.device)
-    g.manual_seed(0)
-    v = torch.randn(like[:1].shape, generator=g, dtype=like.dtype, device=like.device)
-    lam = torch.tensor(0.0, dtype=like.dtype)
-    for _ in range(iters):
-        v = v / torch.linalg.vector_norm(v)
-        w = real_part(op.H(op(v)))
-        lam = _rdot(v, w)[0]
-        v = w
-    return 1.01 * float(lam.clamp_min(0)) ** 0.5
-
-
 @torch.no_grad()
 def tv(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 200,
-       generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
+       generator: Generators = None, callback: Callable[[dict], None] | None = None,
        lam: float | None = None, nonneg: bool = False) -> Tensor:
     r"""TV-regularised least squares :math:`\min_x \tfrac12\|Ax - y\|^2 + \lambda\,\mathrm{TV}(x)`.
 
@@ -146,7 +133,7 @@ def tv(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 200,
     y = y.to(torch.complex128 if y.is_complex() else torch.float64)
     x = torch.zeros((y.shape[0], *op.in_shape), dtype=torch.float64, device=y.device)
     ndim = 1 if len(op.in_shape) == 1 else 2
-    step = 0.99 / (operator_norm(op, x) ** 2 + 4 * ndim) ** 0.5
+    step = 0.99 / ((1.01 * operator_norm(op, x)) ** 2 + 4 * ndim) ** 0.5  # 1% margin for the power iteration
     x_bar, p, q = x, torch.zeros_like(y), gradient(x, ndim)
     for i in range(steps):
         p = (p + step * (op(x_bar) - y)) / (1 + step)
@@ -164,7 +151,7 @@ def tv(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 200,
 
 
 def classical(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 50,
-              generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
+              generator: Generators = None, callback: Callable[[dict], None] | None = None,
               **hyper: Any) -> Tensor:
     """The operator's own classical reconstruction where it offers one, else :func:`pinv`.
 

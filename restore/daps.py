@@ -22,11 +22,11 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from priors.random import Generators
+
 from priors.schedules import karras
 
-from ._scaling import unit_norm_problem
-from ._checks import check_finite, check_inputs, new_generator, randn
-from .dps import network_scale
+from ._common import check_finite, check_inputs, network_scale, randn, solver_generator, unit_norm_problem
 
 #: Official Langevin step sizes ``lr`` per task (pixel-space DAPS-1K, network units; tau = 0.01 for all).
 #: ``lr * 2 / tau^2`` is the step times the data term's curvature, ~2 for ||A|| = 1: the official
@@ -86,7 +86,7 @@ def daps(
     noise: Any,
     *,
     steps: int = 200,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callable[[dict], None] | None = None,
     ode_steps: int = 5,
     langevin_steps: int = 100,
@@ -120,7 +120,7 @@ def daps(
     bottom = min(sigma_min / scale, top / 2)
     sigmas = karras(steps, bottom, top).tolist() if steps > 1 else [top, 0.0]
     tau_img = tau / scale if tau is not None else None
-    generator = new_generator(generator, y.device)
+    generator = solver_generator(generator, y)
     x = sigmas[0] * randn(y.new_empty((y.shape[0], *op.in_shape), dtype=torch.float64), generator)
     for i in range(steps):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]

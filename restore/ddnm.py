@@ -12,8 +12,9 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ._checks import check_finite, check_inputs, float64_start, gaussian_sigma, randn, real_part
-from .ddrm import effective_rcond
+from priors.random import Generators
+
+from ._common import check_finite, check_inputs, effective_rcond, float64_start, gaussian_sigma, randn, real_part
 
 
 def spectral(op: Any, g: Callable[[Tensor], Tensor], v: Tensor, svd: Any = None) -> Tensor:
@@ -53,7 +54,7 @@ def ddim_std(s: Tensor, sigma_next: Tensor, sigma_y: float, eta: float) -> Tenso
 
 @torch.no_grad()  # no autograd graph through the network: one plain forward per step
 def ddnm(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 100,
-         generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
+         generator: Generators = None, callback: Callable[[dict], None] | None = None,
          eta: float = 0.85, rcond: float | None = None) -> Tensor:
     r"""Sample ``x`` given ``y = A x (+ n)`` with DDNM (noise-free ``y``) or DDNM+ (Gaussian noise).
 

@@ -11,21 +11,9 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ._checks import check_finite, check_inputs, gaussian_sigma, new_generator, randn, real_part
+from priors.random import Generators
 
-#: Official DDRM (``ZERO = 3e-2`` in its deblurring and SR SVD operators): with noisy y, singular values at
-#: or below this fraction of the largest are treated as unmeasured.
-NOISY_RCOND = 3e-2
-
-
-def effective_rcond(rcond: float | None, sigma_y: float) -> float:
-    """``rcond`` if given, else :data:`NOISY_RCOND` for noisy y and 0 (keep every s > 0) for exact y."""
-    if rcond is None:
-        return NOISY_RCOND if sigma_y > 0 else 0.0
-    if not 0 <= rcond < 1:
-        raise ValueError(f"rcond: expected a fraction in [0, 1), got {rcond}")
-    return rcond
-
+from ._common import check_finite, check_inputs, effective_rcond, gaussian_sigma, randn, real_part, solver_generator
 
 def require_svd(op: Any, solver: str) -> Any:
     """``op.svd``, or a ValueError that says what is missing and what to use instead."""
@@ -48,7 +36,7 @@ def spectral_measurement(svd: Any, y: Tensor) -> tuple[Tensor, Tensor]:
 
 @torch.no_grad()  # no autograd graph through the network: one plain forward per step
 def ddrm(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 20,
-         generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
+         generator: Generators = None, callback: Callable[[dict], None] | None = None,
          eta: float = 0.85, eta_b: float = 1.0, rcond: float | None = None) -> Tensor:
     r"""Sample ``x`` given ``y = A x + n``, ``n ~ N(0, sigma_y^2 I)``, with DDRM.
 
@@ -79,14 +67,14 @@ def ddrm(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 20,
         :math:`s_i` takes y's residual amplified by :math:`1/s_i` at every step, and its samples
         collapse instead of following the prior (blur kernels have many such directions).
     :returns: the sample, shape ``(B, *op.in_shape)``, in the real dtype of ``y``.
-    :raises ValueError: ``op`` has no SVD; bad input (see :func:`restore._checks.check_inputs`).
+    :raises ValueError: ``op`` has no SVD; bad input (see :func:`restore._common.check_inputs`).
     :raises restore.SolverDiverged: the state became NaN/inf.
     """
     check_inputs(prior, op, y, noise, steps)
     sigma_y = gaussian_sigma(noise, "ddrm")
     op = op.to(dtype=torch.float64)
     svd = require_svd(op, "ddrm").truncated(effective_rcond(rcond, sigma_y))
-    generator = new_generator(generator, y.device)
+    generator = solver_generator(generator, y)
     s, y_bar = spectral_measurement(svd, y.to(torch.complex128 if y.is_complex() else torch.float64))
     measured = s > 0
     # sigma_y / s_i: the noise level of y_bar_i (inf where unmeasured)

@@ -11,13 +11,14 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ._checks import check_finite, check_inputs, float64_start, gaussian_sigma, randn, real_part
-from .dps import network_scale
+from priors.random import Generators
+
+from ._common import check_finite, check_inputs, float64_start, gaussian_sigma, network_scale, randn, real_part
 
 
 @torch.no_grad()  # no autograd graph through the network: one plain forward per step
 def diffpir(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 100,
-            generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
+            generator: Generators = None, callback: Callable[[dict], None] | None = None,
             lam: float = 7.0, zeta: float = 0.3) -> Tensor:
     r"""Sample ``x`` given ``y = A x + n`` with DiffPIR (half-quadratic splitting in diffusion time).
 

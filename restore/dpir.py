@@ -15,7 +15,9 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ._checks import check_finite, check_inputs, gaussian_sigma, real_part
+from priors.random import Generators
+
+from ._common import check_finite, check_inputs, gaussian_sigma, real_part
 
 #: Official: sigma_1 = 49/255 on [0, 1] images; the last sigma is the noise level, floored at 0.255/255.
 SIGMA_FIRST, SIGMA_FLOOR = 49 / 255, 0.255 / 255
@@ -43,7 +45,7 @@ def mean_level(op: Any, y: Tensor) -> Tensor:
 
 @torch.no_grad()  # no autograd graph through the network: one plain forward per step
 def dpir(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 8,
-         generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
+         generator: Generators = None, callback: Callable[[dict], None] | None = None,
          lam: float = 0.23, sigma_first: float = SIGMA_FIRST) -> Tensor:
     r"""Estimate ``x`` from ``y = A x + n`` with DPIR's half-quadratic splitting.
 

@@ -23,23 +23,15 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ._scaling import unit_norm_problem
-from ._checks import check_finite, check_inputs, new_generator, randn
+from priors.random import Generators
 
-__all__ = ["dps", "network_scale", "vp_step_scale", "residual_norm", "ancestral_step"]
+from ._common import check_finite, check_inputs, network_scale, randn, solver_generator, unit_norm_problem
+
+__all__ = ["dps", "vp_step_scale", "residual_norm", "ancestral_step"]
 
 #: Official step sizes ``zeta`` per task (FFHQ/ImageNet configs of the DPS code).
 ZETA = {"super_resolution": 0.3, "gaussian_blur": 0.3, "motion_blur": 0.3, "inpainting": 0.5,
         "phase_retrieval": 1.0}
-
-
-def network_scale(prior: Any) -> float:
-    """Width of the network's data range over ours: 2 for a network trained on [-1, 1], else 1.
-
-    Official step sizes and noise levels are quoted in the network's units; this converts them.
-    """
-    lo, hi = getattr(prior, "data_range", (0.0, 1.0))
-    return float(hi - lo)
 
 
 def vp_step_scale(sigma: float, sigma_next: float, scale: float) -> float:
@@ -88,7 +80,7 @@ def dps(
     noise: Any,
     *,
     steps: int = 1000,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callable[[dict], None] | None = None,
     zeta: float = 1.0,
     clip: tuple[float, float] | None = None,
@@ -110,7 +102,7 @@ def dps(
     op, y, noise = unit_norm_problem(op, y, noise)
     scale = network_scale(prior)
     sigmas = prior.sigmas(steps).tolist()
-    generator = new_generator(generator, y.device)
+    generator = solver_generator(generator, y)
     x = sigmas[0] * randn(y.new_empty((y.shape[0], *op.in_shape), dtype=torch.float64), generator)
     work_dtype = y.real.dtype  # the operator runs in the measurement's (real) precision
     for i in range(steps):

@@ -29,8 +29,9 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ._checks import check_finite, check_inputs, gaussian_sigma, new_generator, randn
-from .dps import network_scale
+from priors.random import Generators
+
+from ._common import check_finite, check_inputs, gaussian_sigma, network_scale, randn, solver_generator
 
 
 def pigdm_direction(op: Any, residual: Tensor, r2: float, sigma_y: float) -> Tensor:
@@ -60,7 +61,7 @@ def pigdm(
     noise: Any,
     *,
     steps: int = 100,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callable[[dict], None] | None = None,
     eta: float = 0.0,
     guidance: float = 1.0,
@@ -83,7 +84,7 @@ def pigdm(
     sigma_y = gaussian_sigma(noise, "pigdm")
     v = data_var if data_var is not None else 1.0 / network_scale(prior) ** 2
     sigmas = prior.sigmas(steps).tolist()
-    generator = new_generator(generator, y.device)
+    generator = solver_generator(generator, y)
     work_dtype = y.real.dtype
     x = sigmas[0] * randn(y.new_empty((y.shape[0], *op.in_shape), dtype=torch.float64), generator)
     for i in range(steps):

@@ -6,23 +6,24 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ._checks import new_generator
+from priors.random import Generators, split_generator
 
 
 def posterior(solver: Callable[..., Tensor] | str, prior: Any, op: Any, y: Tensor, noise: Any = None, *,
-              n: int, steps: int, generator: torch.Generator | None = None, batch_size: int | None = None,
+              n: int, steps: int, generator: Generators = None, batch_size: int | None = None,
               **hyper: Any) -> tuple[Tensor, Tensor, Tensor]:
     """Draw ``n`` samples per measurement with ``solver`` and summarise them.
 
-    Every measurement ``y[b]`` gets its own generator, seeded ``base + b`` with ``base`` drawn once
-    from ``generator``, and its ``n``
-    samples are drawn as one batch (or in chunks of ``batch_size``), so the samples of an image do
-    not depend on how many other images are in ``y``.
+    Measurement ``y[b]`` has its own generator (``generator[b]`` when given one per measurement, else
+    one seeded from a draw of ``generator``), and from it each of its ``n`` samples gets its own
+    generator. The solver is called with one generator per sample, so sample ``k`` of image ``b``
+    is the same whatever the other images in ``y`` and whatever ``batch_size``.
 
     :param solver: a solver function or its name in :data:`restore.SOLVERS`.
     :param n: samples per measurement.
     :param steps: passed to the solver, as are ``noise`` and ``hyper``.
-    :param batch_size: samples per solver call (default ``n``); the samples depend on it.
+    :param generator: one ``torch.Generator``, one per measurement, or None (a fresh seed).
+    :param batch_size: samples per solver call (default ``n``); it changes memory and speed only.
     :returns: ``(samples, mean, std)``: samples ``(n, B, *op.in_shape)``; mean and per-pixel std
         (unbiased) ``(B, *op.in_shape)``.
     """
@@ -31,21 +32,20 @@ def posterior(solver: Callable[..., Tensor] | str, prior: Any, op: Any, y: Tenso
         if solver not in SOLVERS:
             raise ValueError(f"solver: expected one of {sorted(SOLVERS)}, got {solver!r}")
         solver = SOLVERS[solver]
-    if not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n: expected a positive number of samples, got {n!r}")
     batch_size = n if batch_size is None else int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size: expected a positive int, got {batch_size}")
-    generator = new_generator(generator, y.device)
-    base = int(torch.randint(0, 2 ** 62, (1,), generator=generator, device=generator.device))
     per_image = []
-    for b in range(y.shape[0]):
-        g = torch.Generator(device=y.device).manual_seed(base + b)
+    for b, g in enumerate(split_generator(generator, y.shape[0], y.device)):
+        sample_generators = split_generator(g, n, y.device)
         chunks = []
         for start in range(0, n, batch_size):
             k = min(batch_size, n - start)
             y_b = y[b:b + 1].expand(k, *y.shape[1:])
-            chunks.append(solver(prior, op, y_b, noise, steps=steps, generator=g, **hyper))
+            chunks.append(solver(prior, op, y_b, noise, steps=steps,
+                                 generator=sample_generators[start:start + k], **hyper))
         per_image.append(torch.cat(chunks))
     samples = torch.stack(per_image, dim=1)
     std = samples.std(0) if n > 1 else torch.zeros_like(samples[0])

@@ -30,9 +30,9 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ._scaling import unit_norm_problem
-from ._checks import check_finite, check_inputs, new_generator, randn
-from .dps import network_scale
+from priors.random import Generators
+
+from ._common import check_finite, check_inputs, network_scale, randn, solver_generator, unit_norm_problem
 
 #: ``w(sigma_t / alpha_t)`` for each weighting of the official code (``denoise_term_weight``).
 WEIGHTINGS: dict[str, Callable[[float], float]] = {
@@ -95,7 +95,7 @@ def red_diff(
     noise: Any,
     *,
     steps: int = 1000,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callable[[dict], None] | None = None,
     lam: float = 0.25,
     lr: float = 0.1,
@@ -122,7 +122,7 @@ def red_diff(
     weight = WEIGHTINGS[weighting]
     scale = network_scale(prior)
     sigmas = prior.sigmas(steps).tolist()[:steps]
-    generator = new_generator(generator, y.device)
+    generator = solver_generator(generator, y)
     n = math.prod(op.in_shape)
     mu = initial_mu(op, y, x_init).detach().to(torch.float64).clone()
     adam = Adam(mu, lr / scale)

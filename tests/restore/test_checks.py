@@ -9,7 +9,7 @@ import torch
 import operators as ops
 import priors
 import restore
-from restore._checks import SolverDiverged, check_finite, check_inputs
+from restore._common import SolverDiverged, check_finite, check_inputs
 
 PRIOR_SOLVERS = ["dps", "red_diff", "ddrm", "ddnm", "pigdm", "diffpir", "daps", "dpir"]
 

@@ -3,7 +3,7 @@ import torch
 
 import operators as ops
 import priors
-from restore._scaling import operator_norm, unit_norm_problem
+from restore._common import operator_norm, unit_norm_problem
 
 
 def _matrix_without_svd(A):

@@ -1,8 +1,21 @@
-"""Entry checks, cheap divergence detection and the few helpers every solver shares.
+"""What several solvers share: entry checks, cheap divergence detection, randomness (one generator
+or one per image), the network's data-range scale, the unit-norm rescaling of a problem and the
+spectral cut-off of the SVD solvers.
 
 A solver validates its arguments once, at entry (:func:`check_inputs`), and then only looks for
 NaN/inf with one reduction per step (:func:`check_finite`), so the hot loop never scans a tensor
 twice.
+
+**Unit-norm problems.** The official DPS, DAPS and RED-Diff step sizes were tuned on operators with
+``||A|| <= 1`` (masks, normalised blurs, downsampling, orthonormal Fourier sampling). A CT projector or a
+random matrix has a far larger norm, and the same step then overshoots. Dividing the whole measurement
+model by ``c = ||A||_2``,
+
+    y = A x + n   <=>   y / c = (A / c) x + n / c,
+
+changes nothing about the posterior, only the units the step sizes are read in. So these solvers solve
+the rescaled problem whenever ``||A|| > 1`` (:func:`unit_norm_problem`), and leave unit-norm problems
+exactly as the papers do.
 """
 from __future__ import annotations
 
@@ -14,8 +27,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["SolverDiverged", "check_inputs", "check_finite", "noise_sigma", "gaussian_sigma", "new_generator", "float64_start",
-           "randn", "real_part"]
+from operators import GaussianNoise, LinearOperator
+from operators.linear import rdot
+from priors.random import Generators, resolve_generators
+from priors.random import randn as _randn
+
+__all__ = ["SolverDiverged", "check_inputs", "check_finite", "noise_sigma", "gaussian_sigma", "solver_generator",
+           "randn", "float64_start", "real_part", "network_scale", "operator_norm", "unit_norm_problem",
+           "NOISY_RCOND", "effective_rcond"]
 
 
 class SolverDiverged(Exception):
@@ -102,37 +121,37 @@ def check_inputs(prior: Any, op: Any, y: Tensor, noise: Any, steps: int) -> None
         raise ValueError(f"steps: expected at least 1, got {steps}")
 
 
-def new_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator:
-    """``generator`` itself, or a fresh randomly seeded one on ``device`` (never the global RNG)."""
-    if generator is not None:
-        return generator
-    generator = torch.Generator(device=device)
-    generator.seed()
-    return generator
+def solver_generator(generator: Generators, y: Tensor) -> torch.Generator | list[torch.Generator]:
+    """A solver's randomness: ``generator`` itself, one generator per measurement (a sequence of
+    ``len(y)``), or a fresh randomly seeded one on ``y``'s device (never the global RNG).
+
+    :raises TypeError, ValueError: naming ``generator``.
+    """
+    return resolve_generators(generator, y.shape[0], y.device)
 
 
-def randn(like: Tensor, generator: torch.Generator) -> Tensor:
-    """Standard normal noise shaped like ``like`` (same dtype/device), drawn from ``generator``.
+def randn(like: Tensor, generator: torch.Generator | list[torch.Generator]) -> Tensor:
+    """Standard normal noise shaped like ``like`` (same dtype/device); with one generator per image,
+    row ``b`` comes from ``generator[b]`` alone (:func:`priors.random.randn`).
 
     Drawn on the generator's device and moved, so a CPU generator also drives a CUDA solve. Drawn in
     float32 (5x cheaper than float64 on the CPU, where it was the largest cost around the network)
     and cast: the float64 state needs float64 arithmetic, not 53-bit random draws.
     """
     draw_dtype = torch.float32 if like.dtype in (torch.float64, torch.float32) else like.dtype
-    z = torch.randn(like.shape, generator=generator, dtype=draw_dtype, device=generator.device)
-    return z.to(device=like.device, dtype=like.dtype)
+    return _randn(like.shape, generator, dtype=draw_dtype).to(device=like.device, dtype=like.dtype)
 
 
-def float64_start(prior: Any, op: Any, y: Tensor, steps: int, generator: torch.Generator | None):
+def float64_start(prior: Any, op: Any, y: Tensor, steps: int, generator: Generators):
     """The float64 set-up of the SVD/prox solvers: ``op`` and ``y`` in float64 (complex128 for complex
-    ``y``), the generator (:func:`new_generator`), ``sigmas = prior.sigmas(steps)`` on ``y``'s device
-    and the start ``x = sigmas[0] * n``.
+    ``y``), the generator(s) (:func:`solver_generator`), ``sigmas = prior.sigmas(steps)`` on ``y``'s
+    device and the start ``x = sigmas[0] * n``.
 
     :returns: ``(op, y, generator, sigmas, x)``.
     """
     op = op.to(dtype=torch.float64)
     y = y.to(torch.complex128 if y.is_complex() else torch.float64)
-    generator = new_generator(generator, y.device)
+    generator = solver_generator(generator, y)
     sigmas = prior.sigmas(steps).to(device=y.device, dtype=torch.float64)
     x = sigmas[0] * randn(torch.empty((y.shape[0], *op.in_shape), dtype=torch.float64, device=y.device),
                           generator)
@@ -154,3 +173,55 @@ def check_finite(x: Tensor, step: int, sigma: float | Tensor) -> None:
         if isinstance(sigma, Tensor):
             sigma = float(sigma.flatten()[0]) if sigma.numel() else float("nan")
         raise SolverDiverged(step, sigma)
+
+def network_scale(prior: Any) -> float:
+    """Width of the network's data range over ours: 2 for a network trained on [-1, 1], else 1.
+
+    Official step sizes and noise levels are quoted in the network's units; this converts them.
+    """
+    lo, hi = getattr(prior, "data_range", (0.0, 1.0))
+    return float(hi - lo)
+
+
+def operator_norm(op: LinearOperator, like: Tensor, iters: int = 30) -> float:
+    """``||A||_2``: the largest singular value, from the SVD where there is one, else by power
+    iteration on ``A^H A`` from a fixed start (deterministic, no global RNG)."""
+    svd = getattr(op, "svd", None)
+    if svd is not None:
+        return float(svd.s.max())
+    dtype = like.real.dtype if like.is_complex() else like.dtype
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn((1, *op.in_shape), generator=g, dtype=dtype).to(like.device)
+    sigma_sq = 0.0
+    for _ in range(iters):
+        v = v / v.norm()
+        w = op.H(op(v))
+        w = w.real if w.is_complex() and not v.is_complex() else w
+        sigma_sq = float((v * w).sum().real)
+        v = w
+    return max(sigma_sq, 0.0) ** 0.5
+
+
+def unit_norm_problem(op: Any, y: Tensor, noise: Any) -> tuple[Any, Tensor, Any]:
+    """``(A / c, y / c, noise / c)`` with ``c = ||A||_2`` when ``c > 1``; the problem unchanged otherwise,
+    and for nonlinear operators or non-Gaussian noise (where the rescaling is not a change of units)."""
+    if not isinstance(op, LinearOperator) or not isinstance(noise, GaussianNoise):
+        return op, y, noise
+    c = operator_norm(op, y)
+    if c <= 1.0 + 1e-6:
+        return op, y, noise
+    return (1.0 / c) * op, y / c, GaussianNoise(noise.sigma / c)
+
+
+#: DDRM's official cut-off for noisy measurements (``ZERO = 3e-2`` in its SVD operators): singular
+#: values at most this fraction of the largest count as unmeasured.
+NOISY_RCOND = 3e-2
+
+
+def effective_rcond(rcond: float | None, sigma_y: float) -> float:
+    """``rcond`` if given, else :data:`NOISY_RCOND` for noisy y and 0 (keep every s > 0) for exact y."""
+    if rcond is None:
+        return NOISY_RCOND if sigma_y > 0 else 0.0
+    if not 0 <= rcond < 1:
+        raise ValueError(f"rcond: expected a fraction in [0, 1), got {rcond}")
+    return rcond
