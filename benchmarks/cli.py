@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_list = sub.add_parser("list", help="list bundled suites and registered components",
                             description="List bundled suites, and with -v the registered "
-                                        "solvers, operators, datasets and priors.")
+                                        "solvers, operators, datasets, metrics and priors.")
     p_list.add_argument("-v", "--verbose", action="store_true",
                         help="also list registry names usable in a suite")
 
@@ -98,18 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from . import runner
-    suites = runner.available_suites()
+    from .registry import registry
+    from .suite import available_suites
+    suites = available_suites()
     width = max(map(len, suites), default=0)
     print("suites:")
     for name, description in suites.items():
         first = re.split(r"(?<!\bal)\. ", description)[0].rstrip(".")  # "et al." ends no sentence
         print(f"  {name:<{width}}  {description if args.verbose else first}")
     if args.verbose:
-        print("\noperators:\n  " + ", ".join(sorted(runner._registry("operator"))))
-        for kind in ("solver", "dataset"):
+        print("\noperators:\n  " + ", ".join(sorted(registry("operator"))))
+        for kind in ("solver", "dataset", "metric"):
             try:
-                names = sorted(runner._registry(kind))
+                names = sorted(registry(kind))
             except Exception as err:  # noqa: BLE001 - a package still missing is shown, not fatal
                 names = [f"(unavailable: {err})"]
             print(f"\n{kind}s:\n  " + ", ".join(names))
@@ -118,18 +119,19 @@ def _cmd_list(args: argparse.Namespace) -> int:
             names = sorted(priors.available())
         except Exception as err:  # noqa: BLE001
             names = [f"(unavailable: {err})"]
-        print("\npriors:\n  " + ", ".join(["gmm"] + list(names)))
+        print("\npriors:\n  " + ", ".join(sorted(registry("prior")) + list(names)))
     return EXIT_OK
 
 
 def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from . import report, runner
+    from .suite import load_suite
     if args.device.startswith("cuda"):
         import torch
         if not torch.cuda.is_available():
             print(f"restore-bench: --device {args.device}: CUDA is not available", file=sys.stderr)
             return EXIT_USAGE
-    suite = runner.load_suite(args.suite, data=args.data, checkpoint=args.checkpoint)
+    suite = load_suite(args.suite, data=args.data, checkpoint=args.checkpoint)
     summary = runner.run(suite, args.out, limit=args.limit, solvers=args.solvers,
                          device=args.device, dtype=args.dtype, retry_failed=args.retry_failed,
                          progress=not args.quiet,
@@ -144,9 +146,10 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from . import report, runner
+    from . import report
+    from .registry import MissingResource
     if not (args.out / "results.sqlite").exists():
-        raise runner.MissingResource(f"{args.out}: no results.sqlite here (write one with 'run')")
+        raise MissingResource(f"{args.out}: no results.sqlite here (write one with 'run')")
     for path in report.write_report(args.out):
         print(path)
     return EXIT_OK
@@ -154,7 +157,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``restore-bench``; returns the exit code (see the module docstring)."""
-    from . import runner
+    from .registry import BenchmarkError, MissingResource
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     try:
@@ -167,10 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _cmd_run(args, argv)
         return _cmd_report(args)
-    except runner.MissingResource as err:
+    except MissingResource as err:
         print(f"restore-bench: missing data or checkpoint: {err}", file=sys.stderr)
         return EXIT_MISSING
-    except runner.BenchmarkError as err:
+    except BenchmarkError as err:
         print(f"restore-bench: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -18,6 +18,7 @@ n=1000)``.
 ``array_file``       NPY / NPZ arrays of images.
 ``phantoms``         the procedural phantoms of :mod:`priors.phantoms`, one seed per image.
 ``bundled``          the test sets shipped in ``priors/testsets``.
+``gmm_points``       vectors drawn from the exact-posterior suite's Gaussian mixtures.
 ===================  ==================================================================================
 
 ``DATASETS`` maps the names used in suite files to these functions.
@@ -46,6 +47,7 @@ __all__ = [
     "array_file",
     "phantoms",
     "bundled",
+    "gmm_points",
     "MU_WATER",
     "IMAGE_EXTENSIONS",
     "DATASETS",
@@ -380,6 +382,19 @@ def bundled(name: str, size: int = 64, n: int | None = None) -> Dataset:
     return Dataset(f"bundled:{name}:{size}", items, lambda item: Sample(item[0], item[1].float()))
 
 
+def gmm_points(dim: int = 8, components: int = 4, seed: int = 0, n: int = 4, spread: float = 2.0,
+               scale: float = 0.5) -> list[tuple[str, Tensor]]:
+    """``n`` ground-truth vectors drawn from :func:`benchmarks.problems.gmm_prior` with the same
+    arguments (the exact-posterior suite's "dataset")."""
+    from .problems import gmm_prior
+
+    prior = gmm_prior(dim, components, seed, spread, scale)
+    x = prior.sample(n, generator=torch.Generator().manual_seed(seed + 1))
+    return [(f"x{i}", x[i]) for i in range(n)]
+
+
+#: the datasets suites name: to add one, write ``fn(**kw) -> sequence of (name, image)`` (or of
+#: :class:`Sample`) in this file and add a line here.
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "image_folder": image_folder,
     "fastmri": fastmri,
@@ -389,4 +404,5 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "npz": array_file,
     "phantoms": phantoms,
     "bundled": bundled,
+    "gmm_points": gmm_points,
 }

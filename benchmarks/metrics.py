@@ -1,4 +1,4 @@
-r"""Image-quality metrics, per image: PSNR, SSIM, LPIPS, data-consistency residual; FID/KID when possible.
+r"""Image-quality metrics, per image: PSNR, SSIM, LPIPS, data-consistency residual; ``METRICS``, the registry.
 
 Every per-image metric takes a batch ``(B, C, H, W)`` and returns a ``(B,)`` float64 tensor, so one
 row per image can be stored. Complex inputs (MRI) are compared on their magnitude, the fastMRI and
@@ -23,9 +23,12 @@ LPIPS
     sdist by ``scripts/convert_lpips_weights.py``). With neither, LPIPS is ``None`` and the reason is
     warned once; a randomly initialised backbone is never used.
 
-FID / KID
-    Need the Inception weights of ``torch-fidelity``; offline these are normally absent and
-    :func:`fid_kid` returns ``None`` values with the reason.
+Registry
+    ``METRICS`` maps the names suites use (``metrics: [psnr, ssim, "my_module:sharpness"]``) to a
+    :class:`Metric`: ``fn(x_hat, x, op, y) -> (B,) values or None`` and whether higher is better (the
+    report ranks by it). To add a metric, write its function here and add a line to ``METRICS``.
+    The exact-posterior mode's scores (``sw``, ``sw_floor``, ``mean_err``, ``std_ratio``) are
+    computed by :mod:`benchmarks.cell`; ``POSTERIOR_METRICS`` gives their direction.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from __future__ import annotations
 import functools
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -46,8 +50,11 @@ __all__ = [
     "lpips_model",
     "lpips_unavailable_reason",
     "residual",
-    "fid_kid",
     "compute_metrics",
+    "Metric",
+    "METRICS",
+    "POSTERIOR_METRICS",
+    "higher_is_better",
     "WEIGHTS_DIR",
     "LPIPS_MIN_SIDE",
 ]
@@ -61,8 +68,6 @@ _TORCHVISION_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af
 _NETS = tuple(_TORCHVISION_FILES)
 # AlexNet's stride-4 conv and two 3x3 pools need about 32 pixels a side to leave a feature map.
 LPIPS_MIN_SIDE = 32
-# torch-fidelity's FID Inception (TF-ported pool3 weights), the file torchmetrics' FID loads.
-_INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 
 
 def _magnitude(x: Tensor) -> Tensor:
@@ -251,7 +256,7 @@ _lpips = lpips  # compute_metrics' ``lpips`` flag shadows the function
 
 
 # ------------------------------------------------------------------------------------------------
-# Data consistency, FID / KID
+# Data consistency
 # ------------------------------------------------------------------------------------------------
 def residual(op: Any, x_hat: Tensor, y: Tensor) -> Tensor:
     r"""Relative data-consistency residual :math:`\|A\hat x - y\| / \|y\|` per measurement, (B,)."""
@@ -259,48 +264,56 @@ def residual(op: Any, x_hat: Tensor, y: Tensor) -> Tensor:
     return (torch.linalg.vector_norm(r.flatten(1), dim=1) / torch.linalg.vector_norm(y.flatten(1), dim=1)).double()
 
 
-def fid_kid(x_hat: Tensor, x: Tensor, kid_subset_size: int = 50) -> dict[str, float | None | str]:
-    """FID and KID between two image sets (N, 3, H, W) in [0, 1], with torchmetrics, when possible.
+def _lpips_metric(x_hat: Tensor, x: Tensor, op: Any = None, y: Tensor | None = None,
+                  data_range: DataRange = 1.0, lpips_net: str = "alex") -> Tensor | None:
+    """LPIPS where it applies (1 or 3 channels, sides of at least ``LPIPS_MIN_SIDE``), else None."""
+    fits = x.ndim == 4 and x.shape[1] in (1, 3) and min(x.shape[-2:]) >= LPIPS_MIN_SIDE
+    return _lpips(x_hat, x, net=lpips_net, data_range=data_range) if fits else None
 
-    Returns ``{"fid": float | None, "kid": float | None, "reason": str | None}``; the values are
-    ``None`` (with the reason) when torchmetrics' Inception feature extractor cannot be built
-    offline. FID on fewer than a few thousand images is biased; report the count with it.
-    """
-    try:
-        import torch_fidelity  # noqa: F401  (torchmetrics' Inception feature extractor)
-    except ImportError:
-        return {"fid": None, "kid": None, "reason": "FID/KID need the torch-fidelity package and its Inception "
-                f"weights ({_INCEPTION_FILE} in the torch hub cache); torch-fidelity is not installed"}
-    weights = Path(torch.hub.get_dir()) / "checkpoints" / _INCEPTION_FILE
-    if not weights.is_file():  # building the metric would try to download them
-        return {"fid": None, "kid": None, "reason": f"Inception weights for FID/KID not found at {weights}"}
-    from torchmetrics.image.fid import FrechetInceptionDistance
-    from torchmetrics.image.kid import KernelInceptionDistance
 
-    fid = FrechetInceptionDistance(normalize=True)
-    kid = KernelInceptionDistance(normalize=True, subset_size=min(kid_subset_size, x.shape[0]))
-    for metric in (fid, kid):
-        metric.update(x.float().clamp(0, 1), real=True)
-        metric.update(x_hat.float().clamp(0, 1), real=False)
-    return {"fid": float(fid.compute()), "kid": float(kid.compute()[0]), "reason": None}
+def _residual_metric(x_hat: Tensor, x: Tensor, op: Any = None, y: Tensor | None = None,
+                     **_: Any) -> Tensor | None:
+    return None if op is None or y is None else residual(op, x_hat, y)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric: ``fn(x_hat, x, op, y, **options) -> (B,) values or None``;
+    ``higher_is_better`` (None: neither, e.g. a ratio whose target is 1) ranks solvers in the report."""
+
+    fn: Callable[..., Any]
+    higher_is_better: bool | None
+
+
+METRICS: dict[str, Metric] = {
+    "psnr": Metric(lambda x_hat, x, op=None, y=None, data_range=1.0, **_: psnr(x_hat, x, data_range),
+                   True),
+    "ssim": Metric(lambda x_hat, x, op=None, y=None, data_range=1.0, **_: ssim(x_hat, x, data_range),
+                   True),
+    "lpips": Metric(_lpips_metric, False),
+    "residual": Metric(_residual_metric, False),
+}
+#: the exact-posterior mode's scores (see benchmarks.cell): whether higher is better
+POSTERIOR_METRICS: dict[str, bool | None] = {"sw": False, "sw_floor": False, "mean_err": False,
+                                             "std_ratio": None}
+
+
+def higher_is_better() -> dict[str, bool | None]:
+    """Every known metric, in report order, and whether higher is better."""
+    return {name: m.higher_is_better for name, m in METRICS.items()} | POSTERIOR_METRICS
 
 
 def compute_metrics(x_hat: Tensor, x: Tensor, op: Any = None, y: Tensor | None = None, lpips: bool = True,
                     data_range: DataRange = 1.0, lpips_net: str = "alex") -> dict[str, list[float] | None]:
-    """Per-image metrics as ``{name: [value per image] or None}``.
+    """Per-image metrics as ``{name: [value per image] or None}``: a suite's default ``metrics``.
 
     ``psnr`` and ``ssim`` always; ``lpips`` when asked and a pretrained backbone exists (else
     ``None``; also ``None`` unless the images have 1 or 3 channels and sides of at least
     ``LPIPS_MIN_SIDE``); ``residual`` when ``op`` and ``y`` are given.
     """
-    out: dict[str, list[float] | None] = {
-        "psnr": psnr(x_hat, x, data_range).tolist(),
-        "ssim": ssim(x_hat, x, data_range).tolist(),
-    }
-    if lpips:
-        fits = x.ndim == 4 and x.shape[1] in (1, 3) and min(x.shape[-2:]) >= LPIPS_MIN_SIDE
-        value = _lpips(x_hat, x, net=lpips_net, data_range=data_range) if fits else None
-        out["lpips"] = None if value is None else value.tolist()
-    if op is not None and y is not None:
-        out["residual"] = residual(op, x_hat, y).tolist()
+    names = ["psnr", "ssim"] + ["lpips"] * lpips + ["residual"] * (op is not None and y is not None)
+    out: dict[str, list[float] | None] = {}
+    for name in names:
+        value = METRICS[name].fn(x_hat, x, op, y, data_range=data_range, lpips_net=lpips_net)
+        out[name] = None if value is None else value.tolist()
     return out

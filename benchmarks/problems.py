@@ -1,5 +1,10 @@
-"""The built-in pieces suites name: operator factories (``name -> factory(shape, generator=..., **kw)``)
-and the Gaussian-mixture priors, ground truths and exact sampler of the ``gmm`` suite."""
+"""The problems a suite poses: operator factories (``OPERATORS``), and the Gaussian-mixture prior
+(``PRIORS``) and exact posterior sampler (``SOLVERS``) of the exact-posterior ``gmm`` suite.
+
+To add an operator: write ``factory(shape, generator=None, sample=None, **kw) -> operator`` here
+(``generator`` for random masks and kernels, ``sample`` for the dataset item, e.g. an MRI slice's
+k-space; take only what you need) and add it to ``OPERATORS``; suites then name it by its key. The
+operator's class itself lives in ``operators/`` (run ``ops.check`` on it)."""
 from __future__ import annotations
 
 import math
@@ -116,14 +121,12 @@ def gmm_prior(dim: int = 8, components: int = 4, seed: int = 0, spread: float = 
     return priors.GaussianMixture(weights.float(), means.float(), covs.float())
 
 
-def gmm_points(dim: int = 8, components: int = 4, seed: int = 0, n: int = 4, spread: float = 2.0,
-               scale: float = 0.5):
-    """``n`` ground-truth points drawn from :func:`gmm_prior` with the same arguments."""
-    prior = gmm_prior(dim, components, seed, spread, scale)
-    x = prior.sample(n, generator=torch.Generator().manual_seed(seed + 1))
-    return [(f"x{i}", x[i]) for i in range(n)]
-
-
 def exact_posterior(prior, op, y, noise, *, steps=None, generator=None, callback=None, **_):
     """The exact posterior sampler (the floor of the ``gmm`` suite): one draw per row of ``y``."""
     return prior.posterior(op, y[:1], noise).sample(y.shape[0], generator=generator)
+
+
+#: priors built by a function (anything else a suite names goes to ``priors.load``)
+PRIORS: dict[str, Callable] = {"gmm": gmm_prior}
+#: solvers the benchmark adds to ``restore.SOLVERS``
+SOLVERS: dict[str, Callable] = {"exact": exact_posterior}

@@ -21,12 +21,19 @@ from typing import Any, Iterable
 import numpy as np
 
 from priors.files import write_bytes_atomic
+
+from .artifacts import safe as _safe
+from .metrics import higher_is_better
 from .store import Store
 
-#: Metrics shown, in order, and whether higher is better (for the overview's bold best entry).
-METRICS = {"psnr": True, "ssim": True, "lpips": False, "residual": False,
-           "sw": False, "sw_floor": False, "mean_err": False, "std_ratio": None}
-BASELINES = ("pinv", "tv", "fbp", "zero_filled", "zerofilled", "adjoint", "exact")
+#: Metrics shown, in order, and whether higher is better (for the bold best entry).
+METRICS = higher_is_better()
+
+
+def _unranked(rows: list[dict]) -> bool:
+    """A baseline (``baseline: true`` in the suite) or the exact sampler: shown, not ranked."""
+    spec = rows[0]["spec"]["solver"]
+    return bool(spec.get("baseline")) or spec.get("fn") == "exact"
 
 
 def _latest(rows: list[dict]) -> list[dict]:
@@ -151,7 +158,7 @@ def _task_table(doc: _Doc, store: Store, by_solver: dict[str, list[dict]]) -> di
     for j, m in enumerate(names):
         better = METRICS.get(m)
         scored = [(pooled[s][m][0], i) for i, s in enumerate(by_solver)
-                  if m in pooled[s] and s != "exact"]
+                  if m in pooled[s] and not _unranked(by_solver[s])]
         if better is not None and len(scored) > 1:
             bold.add(((max if better else min)(scored)[1], j + 2))
     doc.table(header, body, bold)
@@ -194,7 +201,8 @@ def _scatter(doc: _Doc, tasks: dict[tuple, dict[str, dict]], metric: str, suite:
         doc.figure(fig, f"{suite}: {metric.upper()} against {xlabel}")
 
 
-def _grid(doc: _Doc, out: Path, folder: Path, solvers: list[str], title: str) -> None:
+def _grid(doc: _Doc, out: Path, folder: Path, solvers: list[str], baselines: set[str],
+          title: str) -> None:
     """One row per saved image: truth, measurement, baselines, solvers, std maps."""
     import matplotlib
     matplotlib.use("Agg")
@@ -203,7 +211,7 @@ def _grid(doc: _Doc, out: Path, folder: Path, solvers: list[str], title: str) ->
     images = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.exists() else []
     if not images:
         return
-    ordered = sorted(solvers, key=lambda s: (s not in BASELINES, solvers.index(s)))
+    ordered = sorted(solvers, key=lambda s: (s not in baselines, solvers.index(s)))
     columns = ["truth", "measurement"] + ordered + [f"{s}_std" for s in ordered]
     columns = [c for c in columns if any((im / f"{_safe(c)}.png").exists() for im in images)]
     fig, axes = plt.subplots(len(images), len(columns), squeeze=False,
@@ -225,11 +233,6 @@ def _grid(doc: _Doc, out: Path, folder: Path, solvers: list[str], title: str) ->
     doc.figure(fig, title)
 
 
-def _safe(label: str) -> str:
-    from .runner import _safe as safe
-    return safe(label)
-
-
 def write_report(out: str | Path) -> list[Path]:
     """Write ``out/report.md`` and ``out/report.html`` from ``out/results.sqlite``.
 
@@ -243,8 +246,8 @@ def write_report(out: str | Path) -> list[Path]:
         doc.heading("Benchmark report", 1)
         doc.para(f"{len(rows)} cells in {out}. Values are mean ± std over images (and seeds); "
                  "wall time and NFE (denoiser evaluations; one DPS step with its backward pass "
-                 "counts 1) are per image; bold is the best solver per column (the exact "
-                 "sampler excluded). Peak MB: the GPU's peak allocation on CUDA, the process's "
+                 "counts 1) are per image; bold is the best solver per column (baselines and the "
+                 "exact sampler are not ranked). Peak MB: the GPU's peak allocation on CUDA, the process's "
                  "peak resident memory (a high-water mark over the run) on CPU.")
         if runs:
             doc.pre("\n".join(f"run {r['id']}: {r['command'] or r['suite']} "
@@ -270,7 +273,7 @@ def _suite_section(doc: _Doc, out: Path, store: Store, rows: list[dict], suite: 
         doc.heading(f"{dataset} / {operator} (prior {prior})", 3)
         pooled = _task_table(doc, store, by_solver)
         summary[(prior, dataset, operator)] = {
-            s: dict(pooled=pooled[s], status=sorted({r["status"] for r in rs}),
+            s: dict(pooled=pooled[s], status=sorted({r["status"] for r in rs}), ranked=not _unranked(rs),
                     wall_s=_mean_of(r["wall_s"] for r in rs), nfe=_mean_of(r["nfe"] for r in rs))
             for s, rs in by_solver.items()}
     metric = "psnr" if any("psnr" in e["pooled"] for t in summary.values() for e in t.values()) \
@@ -283,14 +286,15 @@ def _suite_section(doc: _Doc, out: Path, store: Store, rows: list[dict], suite: 
         seed = min(r["seed"] for rs in by_solver.values() for r in rs)
         folder = out / "images" / _safe(prior) / _safe(dataset) / _safe(operator) / f"seed{seed}"
         if folder.exists():
-            grids.append((folder, list(by_solver), f"{dataset} / {operator}, seed {seed}"))
+            baselines = {s for s, rs in by_solver.items() if _unranked(rs)}
+            grids.append((folder, list(by_solver), baselines, f"{dataset} / {operator}, seed {seed}"))
     if grids:
         doc.heading("Image grids", 3)
         doc.para("Per row one image: truth, measurement (sinograms and k-space min-max scaled, "
                  "k-space as log-magnitude), baselines, each solver, and the pixelwise posterior "
                  "std (scaled to its maximum) for solvers that drew several samples.")
-    for folder, solvers, title in grids:
-        _grid(doc, out, folder, solvers, title)
+    for folder, solvers, baselines, title in grids:
+        _grid(doc, out, folder, solvers, baselines, title)
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
         doc.heading("Failed or diverged cells", 3)
@@ -316,7 +320,7 @@ def _overview(doc: _Doc, summary: dict[tuple, dict[str, dict]], metric: str) -> 
             p = entries.get(s, {}).get("pooled", {})
             status = [x for x in entries.get(s, {}).get("status", []) if x != "ok"]
             row.append(_cell(p, metric) if metric in p or not status else "/".join(status))
-            if metric in p and s != "exact":
+            if metric in p and entries[s]["ranked"]:
                 scored.append((p[metric][0], j + 1))
         if len(scored) > 1:
             bold.add((i, (max if METRICS[metric] else min)(scored)[1]))

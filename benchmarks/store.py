@@ -145,9 +145,6 @@ class Store:
         row = self._db.execute(query, (key,)).fetchone()
         return row is not None and (not retry_failed or row[0] == "ok")
 
-    def finished_keys(self) -> set[str]:
-        return {k for (k,) in self._db.execute("SELECT key FROM cells")}
-
     def put(self, row: dict[str, Any], images: list[dict[str, Any]] = ()) -> bool:
         """Write one finished cell and its per-image rows in one transaction.
 
@@ -222,10 +219,6 @@ class Store:
             db.execute("INSERT OR REPLACE INTO claims (key, owner, claimed_at) VALUES (?, ?, ?)",
                        (key, me, now))
         return True
-
-    def release(self, key: str) -> None:
-        with self._write() as db:
-            db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, owner_id()))
 
     # -- runs ----------------------------------------------------------------------------------
     def start_run(self, suite: str, config_hash: str, grid: list[str], command: str) -> int:

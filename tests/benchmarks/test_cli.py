@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmarks import cli, runner
+from benchmarks import cli
+from benchmarks.suite import suite_path
 from benchmarks.store import Store
 from test_runner import SUITE, write_suite
 
@@ -87,7 +88,7 @@ def test_protocol_suites_ask_for_data(tmp_path, capsys):
     for name in ("dps-ffhq", "diffpir-ffhq", "imagenet-256", "fastmri-knee", "ct-sparse-view"):
         assert cli.main(["run", name, "--out", str(tmp_path / name)]) == cli.EXIT_MISSING, name
         assert "--data" in capsys.readouterr().err
-        suite = yaml.safe_load(runner.suite_path(name).read_text())
+        suite = yaml.safe_load(suite_path(name).read_text())
         assert suite.get("checkpoint"), f"{name} names no checkpoint"
 
 

@@ -6,6 +6,7 @@ import re
 import pytest
 
 from benchmarks import report, runner
+from benchmarks.suite import load_suite
 from benchmarks.store import Store
 from test_runner import SUITE, write_suite
 
@@ -18,7 +19,7 @@ def results(tmp_path_factory):
     suite["tasks"][0]["solvers"] = ["same", "double", "post", "boom"]
     suite["seeds"] = [0]
     path = write_suite(tmp / "suite", suite)
-    runner.run(runner.load_suite(str(path)), tmp / "out", progress=False)
+    runner.run(load_suite(str(path)), tmp / "out", progress=False)
     report.write_report(tmp / "out")
     return tmp / "out"
 

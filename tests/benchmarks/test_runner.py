@@ -17,6 +17,9 @@ import torch
 import yaml
 
 from benchmarks import runner
+from benchmarks.cell import run_cell
+from benchmarks.registry import BenchmarkError
+from benchmarks.suite import expand, load_suite
 from benchmarks.store import Store
 
 HERE = Path(__file__).parent
@@ -56,21 +59,21 @@ def write_suite(folder: Path, suite: dict = SUITE, name: str = "fake.yaml") -> P
 
 def run_suite(tmp_path, out, suite=SUITE, **kw):
     suite_file = write_suite(tmp_path / "suite", suite)
-    return runner.run(runner.load_suite(str(suite_file)), out, progress=False, **kw)
+    return runner.run(load_suite(str(suite_file)), out, progress=False, **kw)
 
 
 def test_grid_is_the_product_of_operators_solvers_seeds(tmp_path):
-    cells = runner.expand(runner.load_suite(str(write_suite(tmp_path, SUITE))))
+    cells = expand(load_suite(str(write_suite(tmp_path, SUITE))))
     assert len(cells) == 2 * 5 * 2
     assert len({c.key for c in cells}) == len(cells)
-    only = runner.expand(runner.load_suite(str(write_suite(tmp_path, SUITE))), solvers=["same"])
+    only = expand(load_suite(str(write_suite(tmp_path, SUITE))), solvers=["same"])
     assert {c.solver for c in only} == {"same"} and len(only) == 4
-    with pytest.raises(runner.BenchmarkError, match="nope"):
-        runner.expand(runner.load_suite(str(write_suite(tmp_path, SUITE))), solvers=["nope"])
+    with pytest.raises(BenchmarkError, match="nope"):
+        expand(load_suite(str(write_suite(tmp_path, SUITE))), solvers=["nope"])
     # a changed hyperparameter is a different cell; an unchanged suite gives the same keys
     changed = json.loads(json.dumps(SUITE))
     changed["solvers"]["same"]["steps"] = 4
-    again = runner.expand(runner.load_suite(str(write_suite(tmp_path, changed))))
+    again = expand(load_suite(str(write_suite(tmp_path, changed))))
     assert {c.key for c in again} & {c.key for c in cells} == {
         c.key for c in cells if c.solver != "same"}
 
@@ -165,7 +168,7 @@ def test_kill_9_mid_grid_then_resume_equals_uninterrupted(tmp_path):
         before = store.count()
     assert 2 <= before < 8
     # the same command again (in this process, to save a start-up) finishes the grid
-    suite = runner.load_suite(str(suite_file))
+    suite = load_suite(str(suite_file))
     resumed = runner.run(suite, out, solvers=["same", "double"], progress=False)
     assert resumed.ran == 8 - before
     reference = runner.run(suite, tmp_path / "reference", solvers=["same", "double"],
@@ -186,7 +189,7 @@ def test_two_concurrent_runs_share_the_grid_without_duplicates(tmp_path):
     _wait_for_rows(out, 1)
     os.environ["FAKE_SOLVER_LOG"] = str(log)
     try:  # ... and one here, on the same store, at the same time
-        mine = runner.run(runner.load_suite(str(suite_file)), out, solvers=["same", "double"],
+        mine = runner.run(load_suite(str(suite_file)), out, solvers=["same", "double"],
                           progress=False, poll_s=0.1)
     finally:
         del os.environ["FAKE_SOLVER_LOG"]
@@ -217,9 +220,9 @@ def test_posterior_std_saved_for_multi_sample_solvers(tmp_path):
 
 def test_cell_is_picklable_and_run_cell_is_pure(tmp_path):
     import pickle
-    cells = runner.expand(runner.load_suite(str(write_suite(tmp_path, SUITE))), solvers=["same"])
+    cells = expand(load_suite(str(write_suite(tmp_path, SUITE))), solvers=["same"])
     cell = pickle.loads(pickle.dumps(cells[0]))
-    first, second = runner.run_cell(cell), runner.run_cell(cell)
+    first, second = run_cell(cell), run_cell(cell)
     assert first.row["metrics"] == second.row["metrics"]
     assert first.artifacts.keys() == second.artifacts.keys()
     assert not (tmp_path / "images").exists()  # run_cell writes nothing

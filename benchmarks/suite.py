@@ -1,0 +1,251 @@
+"""Suites: read a YAML suite, fill in its variables, and expand it into its grid of cells.
+
+A *suite* (see ``benchmarks/suites/``) lists tasks; a task pairs a prior and a dataset with
+operators and solvers. The grid is every ``dataset x operator x solver x seed`` of every task, and
+each point of it is a :class:`Cell`: a plain, picklable description (JSON specs, no objects) whose
+``key`` hashes everything that determines its result. Components are named as
+:mod:`benchmarks.registry` says.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from .registry import BenchmarkError, MissingResource
+
+SUITES_DIR = Path(__file__).with_name("suites")
+#: the default ``metrics:`` of a suite (part of every cell's key: keep the string as it is)
+DEFAULT_METRICS = "benchmarks.metrics:compute_metrics"
+
+
+def available_suites() -> dict[str, str]:
+    """Bundled suites: name -> one-line description."""
+    out = {}
+    for path in sorted(SUITES_DIR.glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text()) or {}
+        out[path.stem] = " ".join(str(doc.get("description", "")).split())
+    return out
+
+
+def suite_path(name_or_path: str) -> Path:
+    """A bundled suite's file by name, or the given YAML path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise BenchmarkError(f"suite file {path} does not exist")
+        return path
+    bundled = SUITES_DIR / f"{name_or_path}.yaml"
+    if not bundled.exists():
+        names = ", ".join(available_suites())
+        raise BenchmarkError(f"unknown suite {name_or_path!r}: give a YAML path or one of {names}")
+    return bundled
+
+
+def _substitute(value: Any, variables: dict[str, str | None], missing: set[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, variables, missing) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, variables, missing) for v in value]
+    if isinstance(value, str):
+        def repl(match: re.Match) -> str:
+            name = match.group(1)
+            if variables.get(name) is None:
+                missing.add(name)
+                return match.group(0)
+            return str(variables[name])
+        return re.sub(r"\$\{(\w+)\}", repl, value)
+    return value
+
+
+def load_suite(name_or_path: str, *, data: str | None = None,
+               checkpoint: str | None = None) -> dict[str, Any]:
+    """Read a suite and fill in ``${data}`` and ``${checkpoint}``.
+
+    ``${checkpoint}`` defaults to the suite's own ``checkpoint:`` entry.
+
+    :raises MissingResource: the suite needs ``--data`` and none was given, or the path is absent.
+    """
+    path = suite_path(name_or_path)
+    try:
+        suite = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise BenchmarkError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(suite, dict) or "tasks" not in suite:
+        raise BenchmarkError(f"{path}: a suite is a mapping with a 'tasks' list")
+    suite.setdefault("name", path.stem)
+    suite["_dir"] = str(path.parent.resolve())
+    missing: set[str] = set()
+    variables = {"data": data, "checkpoint": checkpoint or suite.get("checkpoint")}
+    suite["tasks"] = _substitute(suite["tasks"], variables, missing)
+    for section in ("datasets", "operators", "solvers", "priors"):
+        if section in suite:
+            suite[section] = _substitute(suite[section], variables, missing)
+    if "data" in missing:
+        help_text = " ".join(str(suite.get("data_help", "")).split())
+        raise MissingResource(f"suite {suite['name']!r} needs its data: pass --data PATH. {help_text}")
+    if data is not None and not Path(data).exists():
+        raise MissingResource(f"--data {data}: no such file or folder")
+    if missing:
+        raise BenchmarkError(f"suite {suite['name']!r}: no value for ${{{'}, ${'.join(missing)}}}")
+    return suite
+
+
+def _spec(ref: Any, definitions: dict[str, Any], what: str) -> tuple[str, dict[str, Any]]:
+    """``(label, {"fn": ..., **kwargs})`` from a label, a ``module:function`` or a mapping."""
+    if isinstance(ref, str):
+        spec = definitions.get(ref, {"fn": ref})
+        spec = {"fn": spec} if isinstance(spec, str) else dict(spec)
+        spec.setdefault("fn", ref)
+        return ref, spec
+    if isinstance(ref, dict):
+        if "fn" in ref:
+            spec = dict(ref)
+            return str(spec.pop("label", spec["fn"])), spec
+        if len(ref) == 1:  # {label: {fn: ..., kw: ...}}
+            (label, spec), = ref.items()
+            spec = {"fn": label} if spec is None else dict(spec)
+            spec.setdefault("fn", label)
+            return str(label), spec
+    raise BenchmarkError(f"{what}: expected a name, 'module:function' or a mapping with 'fn', got {ref!r}")
+
+
+def _specs(refs: Any, definitions: dict[str, Any], what: str) -> list[tuple[str, dict[str, Any]]]:
+    if isinstance(refs, dict):
+        refs = [{k: v} for k, v in refs.items()]
+    if not isinstance(refs, list) or not refs:
+        raise BenchmarkError(f"{what}: expected a non-empty list or mapping, got {refs!r}")
+    return [_spec(r, definitions, what) for r in refs]
+
+
+# --------------------------------------------------------------------------------------------
+# Grid
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Cell:
+    """One grid point. ``spec`` is JSON and determines the result; ``key`` hashes it."""
+
+    suite: str
+    config_hash: str
+    task: int
+    prior: str
+    dataset: str
+    operator: str
+    solver: str
+    seed: int
+    spec: dict = field(hash=False, compare=False)
+    key: str = ""
+    search_dir: str = ""  # the suite file's folder, importable for "module:function" (not hashed)
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset}/{self.operator}/{self.solver}/seed{self.seed}"
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def expand(suite: dict[str, Any], *, limit: int | None = None, solvers: Sequence[str] | None = None,
+           device: str = "cpu", dtype: str = "float32") -> list[Cell]:
+    """The grid of ``suite`` as cells, in suite order (task, dataset, operator, solver, seed).
+
+    :param limit: at most this many images per dataset.
+    :param solvers: keep only these solver labels (an unknown label is an error).
+    """
+    seeds = suite.get("seeds", [0])
+    seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    defs = {s: suite.get(s, {}) or {} for s in ("datasets", "operators", "solvers", "priors")}
+    cells, labels = [], set()
+    config_hash = _hash({k: v for k, v in suite.items() if k != "_dir"}
+                        | {"limit": limit, "solvers": solvers, "device": device, "dtype": dtype})
+    for t, task in enumerate(suite["tasks"]):
+        where = f"suite {suite['name']!r} task {t}"
+        if not isinstance(task, dict):
+            raise BenchmarkError(f"{where}: expected a mapping")
+        for required in ("prior", "dataset", "operators", "solvers"):
+            if required not in task:
+                raise BenchmarkError(f"{where}: missing {required!r}")
+        prior_label, prior_spec = _spec(task["prior"], defs["priors"], f"{where} prior")
+        weights = _weights_fingerprint(prior_spec, suite["_dir"])
+        dataset_label, dataset_spec = _spec(task["dataset"], defs["datasets"], f"{where} dataset")
+        dataset_limit = dataset_spec.pop("limit", None)
+        if limit is not None:
+            dataset_limit = limit if dataset_limit is None else min(int(dataset_limit), limit)
+        noise = task.get("noise", suite.get("noise", 0.0))
+        mode = task.get("mode", suite.get("mode", "image"))
+        if mode not in ("image", "posterior"):
+            raise BenchmarkError(f"{where}: mode must be 'image' or 'posterior', got {mode!r}")
+        for op_label, op_spec in _specs(task["operators"], defs["operators"], f"{where} operators"):
+            op_noise = op_spec.pop("noise", noise)
+            for sol_label, sol_spec in _specs(task["solvers"], defs["solvers"], f"{where} solvers"):
+                labels.add(sol_label)
+                if solvers is not None and sol_label not in solvers:
+                    continue
+                for seed in seeds:
+                    spec = {
+                        "suite": suite["name"], "mode": mode,
+                        "prior": prior_spec, "weights": weights,
+                        "dataset": dataset_spec, "limit": dataset_limit,
+                        "operator": op_spec, "noise": op_noise, "solver": sol_spec,
+                        "seed": seed, "device": device, "dtype": dtype,
+                        "metrics": task.get("metrics", suite.get("metrics", DEFAULT_METRICS)),
+                        "posterior_samples": int(task.get("posterior_samples", 256)),
+                        "save_images": int(task.get("save_images", suite.get("save_images", 2))),
+                        "labels": [prior_label, dataset_label, op_label, sol_label],
+                    }
+                    cells.append(Cell(suite["name"], config_hash, t, prior_label, dataset_label,
+                                      op_label, sol_label, seed, spec, _hash(spec),
+                                      suite["_dir"]))
+    if solvers is not None:
+        unknown = sorted(set(solvers) - labels)
+        if unknown:
+            raise BenchmarkError(f"--solvers: {', '.join(unknown)} not in suite "
+                                 f"{suite['name']!r} (it has {', '.join(sorted(labels))})")
+    return cells
+
+
+@functools.lru_cache(maxsize=32)
+def _file_fingerprint(path: Path, size: int, mtime_ns: int) -> str:
+    """sha256 of a weights file (files over 1 GB: size and mtime only, to stay quick)."""
+    if size > 2**30:
+        return f"size={size},mtime={mtime_ns}"
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _weights_fingerprint(spec: dict[str, Any], search_dir: str) -> str | None:
+    """A fingerprint of the prior's weights file, part of the cell key: retrained or replaced
+    weights make new cells instead of being skipped as finished. None for priors built by a
+    function (their keyword arguments are in the key already)."""
+    name = spec["fn"]
+    if ":" in name or len(spec) > 1:
+        return None
+    candidates = [Path(name).expanduser(), Path(search_dir) / name]
+    try:
+        prior_load = importlib.import_module("priors.load")
+        candidates.insert(0, Path(prior_load.WEIGHTS_DIR) / f"{name}.safetensors")
+        known = getattr(prior_load, "KNOWN", {}).get(name)
+        if known is not None and getattr(known, "sha256", None):
+            return known.sha256[:16]
+        if known is not None:
+            candidates.insert(0, prior_load.default_cache_dir() / known.filename)
+    except ImportError:
+        pass
+    for path in candidates:
+        if path.is_file():
+            stat = path.stat()
+            return _file_fingerprint(path, stat.st_size, stat.st_mtime_ns)
+    return None
+
