@@ -21,6 +21,7 @@ import math
 import torch
 
 from .denoiser import Prior, sigma_like
+from .random import Generators, resolve_generators
 
 __all__ = ["GaussianMixture", "Gaussian"]
 
@@ -146,9 +147,12 @@ class GaussianMixture(Prior):
         return x.to(device=self.means.device, dtype=torch.float64).reshape(x.shape[0], self.dim)
 
     # ------------------------------------------------------------------------------------ sampling
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` exact draws, shape ``(n, *image_shape)`` in the dtype the means came in."""
-        g = _generator(generator)
+    def sample(self, n: int, generator: Generators = None) -> torch.Tensor:
+        """``n`` exact draws, shape ``(n, *image_shape)`` in the dtype the means came in; with a list of
+        ``n`` generators, draw ``i`` comes from ``generator[i]`` alone."""
+        g = resolve_generators(generator, n)
+        if isinstance(g, list):
+            return torch.cat([self.sample(1, gi) for gi in g])
         # drawn on the generator's device, so a CPU generator gives the same samples for CUDA parameters
         k = torch.multinomial(self.weights.to(g.device), n, replacement=True, generator=g).to(self.means.device)
         noise = torch.randn(n, self.dim, dtype=torch.float64, device=g.device, generator=g).to(self.means.device)
@@ -217,16 +221,6 @@ class Gaussian(GaussianMixture):
 
 
 # --------------------------------------------------------------------------------------- helpers
-def _generator(generator: torch.Generator | None) -> torch.Generator:
-    """The caller's generator, or a freshly seeded one: library code leaves the global RNG alone."""
-    if generator is None:
-        generator = torch.Generator()
-        generator.seed()
-    elif not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
-    return generator
-
-
 def _eigh(covs: torch.Tensor, n_comp: int, d: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Eigenvalues (K, d) and eigenvectors (K, d, d), or None for diagonal covariances."""
     covs = covs.to(torch.float64)

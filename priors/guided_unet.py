@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .random import global_rng_restored
+
 __all__ = ["GuidedUNet", "timestep_embedding"]
 
 
@@ -180,66 +182,67 @@ class GuidedUNet(nn.Module):
         use_new_attention_order: bool = False,
     ):
         super().__init__()
-        self.config = dict(
-            in_channels=in_channels, model_channels=model_channels, out_channels=out_channels,
-            num_res_blocks=num_res_blocks, attention_resolutions=list(attention_resolutions), dropout=dropout,
-            channel_mult=list(channel_mult), conv_resample=conv_resample, num_heads=num_heads,
-            num_head_channels=num_head_channels, num_heads_upsample=num_heads_upsample,
-            use_scale_shift_norm=use_scale_shift_norm, resblock_updown=resblock_updown,
-            use_new_attention_order=use_new_attention_order,
-        )
-        self.model_channels = model_channels
-        self.factor = 2 ** (len(channel_mult) - 1)
-        emb_dim = 4 * model_channels
-        heads_up = num_heads if num_heads_upsample == -1 else num_heads_upsample
+        with global_rng_restored():  # layer initialisers draw from it; weights are loaded or redrawn next
+            self.config = dict(
+                in_channels=in_channels, model_channels=model_channels, out_channels=out_channels,
+                num_res_blocks=num_res_blocks, attention_resolutions=list(attention_resolutions), dropout=dropout,
+                channel_mult=list(channel_mult), conv_resample=conv_resample, num_heads=num_heads,
+                num_head_channels=num_head_channels, num_heads_upsample=num_heads_upsample,
+                use_scale_shift_norm=use_scale_shift_norm, resblock_updown=resblock_updown,
+                use_new_attention_order=use_new_attention_order,
+            )
+            self.model_channels = model_channels
+            self.factor = 2 ** (len(channel_mult) - 1)
+            emb_dim = 4 * model_channels
+            heads_up = num_heads if num_heads_upsample == -1 else num_heads_upsample
 
-        def attention(ch: int, heads: int) -> AttentionBlock:
-            n = heads if num_head_channels == -1 else ch // num_head_channels
-            return AttentionBlock(ch, n, legacy_order=not use_new_attention_order)
+            def attention(ch: int, heads: int) -> AttentionBlock:
+                n = heads if num_head_channels == -1 else ch // num_head_channels
+                return AttentionBlock(ch, n, legacy_order=not use_new_attention_order)
 
-        def res(ch: int, out: int | None = None) -> ResBlock:
-            return ResBlock(ch, emb_dim, dropout, out, scale_shift=use_scale_shift_norm)
+            def res(ch: int, out: int | None = None) -> ResBlock:
+                return ResBlock(ch, emb_dim, dropout, out, scale_shift=use_scale_shift_norm)
 
-        def resample(ch: int, direction: str) -> nn.Module:
-            return _resample_layer(ch, direction, emb_dim, dropout, use_scale_shift_norm, resblock_updown,
-                                   conv_resample)
+            def resample(ch: int, direction: str) -> nn.Module:
+                return _resample_layer(ch, direction, emb_dim, dropout, use_scale_shift_norm, resblock_updown,
+                                       conv_resample)
 
-        self.time_embed = nn.Sequential(nn.Linear(model_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+            self.time_embed = nn.Sequential(nn.Linear(model_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
 
-        ch = int(channel_mult[0] * model_channels)
-        self.input_blocks = nn.ModuleList([EmbedSequential(nn.Conv2d(in_channels, ch, 3, padding=1))])
-        skip_widths = [ch]
-        ds = 1
-        for level, mult in enumerate(channel_mult):
-            for _ in range(num_res_blocks):
-                width = int(mult * model_channels)
-                layers = [res(ch, width)]
-                ch = width
-                if ds in attention_resolutions:
-                    layers.append(attention(ch, num_heads))
-                self.input_blocks.append(EmbedSequential(*layers))
-                skip_widths.append(ch)
-            if level < len(channel_mult) - 1:
-                self.input_blocks.append(EmbedSequential(resample(ch, "down")))
-                skip_widths.append(ch)
-                ds *= 2
+            ch = int(channel_mult[0] * model_channels)
+            self.input_blocks = nn.ModuleList([EmbedSequential(nn.Conv2d(in_channels, ch, 3, padding=1))])
+            skip_widths = [ch]
+            ds = 1
+            for level, mult in enumerate(channel_mult):
+                for _ in range(num_res_blocks):
+                    width = int(mult * model_channels)
+                    layers = [res(ch, width)]
+                    ch = width
+                    if ds in attention_resolutions:
+                        layers.append(attention(ch, num_heads))
+                    self.input_blocks.append(EmbedSequential(*layers))
+                    skip_widths.append(ch)
+                if level < len(channel_mult) - 1:
+                    self.input_blocks.append(EmbedSequential(resample(ch, "down")))
+                    skip_widths.append(ch)
+                    ds *= 2
 
-        self.middle_block = EmbedSequential(res(ch), attention(ch, num_heads), res(ch))
+            self.middle_block = EmbedSequential(res(ch), attention(ch, num_heads), res(ch))
 
-        self.output_blocks = nn.ModuleList()
-        for level, mult in reversed(list(enumerate(channel_mult))):
-            for i in range(num_res_blocks + 1):
-                width = int(mult * model_channels)
-                layers = [res(ch + skip_widths.pop(), width)]
-                ch = width
-                if ds in attention_resolutions:
-                    layers.append(attention(ch, heads_up))
-                if level and i == num_res_blocks:
-                    layers.append(resample(ch, "up"))
-                    ds //= 2
-                self.output_blocks.append(EmbedSequential(*layers))
+            self.output_blocks = nn.ModuleList()
+            for level, mult in reversed(list(enumerate(channel_mult))):
+                for i in range(num_res_blocks + 1):
+                    width = int(mult * model_channels)
+                    layers = [res(ch + skip_widths.pop(), width)]
+                    ch = width
+                    if ds in attention_resolutions:
+                        layers.append(attention(ch, heads_up))
+                    if level and i == num_res_blocks:
+                        layers.append(resample(ch, "up"))
+                        ds //= 2
+                    self.output_blocks.append(EmbedSequential(*layers))
 
-        self.out = nn.Sequential(GroupNorm32(ch), nn.SiLU(), nn.Conv2d(ch, out_channels, 3, padding=1))
+            self.out = nn.Sequential(GroupNorm32(ch), nn.SiLU(), nn.Conv2d(ch, out_channels, 3, padding=1))
 
     @classmethod
     def from_flags(

@@ -33,6 +33,7 @@ from torch import nn
 from . import schedules as sch
 from .denoiser import NetworkPrior, wrap
 from .files import atomic_write
+from .random import global_rng_restored
 from .guided_unet import GuidedUNet
 from .unet import UNet
 
@@ -453,7 +454,8 @@ def _load_diffusers(folder: Path) -> NetworkPrior:
                                 unet_dir / "diffusion_pytorch_model.bin") if p.exists()), None)
     if weights is None:
         raise FileNotFoundError(f"{unet_dir}: no diffusion_pytorch_model.safetensors (or .bin)")
-    unet = UNet2DModel.from_config(config)
+    with global_rng_restored():  # layer initialisers draw from it; the weights are loaded next
+        unet = UNet2DModel.from_config(config)
     load_weights(unet, read_state_dict(weights), weights)
     size = config.get("sample_size")
     in_channels = int(config.get("in_channels", 3))

@@ -5,12 +5,13 @@ With a sequence of generators, row ``b`` of every draw comes from ``generator[b]
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
+from contextlib import contextmanager
+from typing import Iterator, Sequence, Union
 
 import torch
 from torch import Tensor
 
-__all__ = ["Generators", "fresh_generator", "resolve_generators", "split_generator", "randn"]
+__all__ = ["Generators", "global_rng_restored", "fresh_generator", "resolve_generators", "split_generator", "randn"]
 
 #: What a ``generator=`` argument accepts: one generator, one per image, or None (a fresh random seed).
 Generators = Union[torch.Generator, Sequence[torch.Generator], None]
@@ -70,3 +71,12 @@ def randn(shape: Sequence[int], generator: torch.Generator | list[torch.Generato
             raise ValueError(f"generator: expected {shape[0]} generators (one per image), got {len(generator)}")
         z = torch.stack([torch.randn(shape[1:], generator=g, dtype=dtype, device=g.device) for g in generator])
     return z if device is None else z.to(device)
+
+
+@contextmanager
+def global_rng_restored() -> Iterator[None]:
+    """Run code that draws from torch's global CPU RNG by itself (PyTorch's layer initialisers, whose
+    weights are loaded or redrawn from a generator right after) and put the global state back, so the
+    caller's random stream is as if nothing had run."""
+    with torch.random.fork_rng(devices=[]):
+        yield

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from .denoiser import Prior
+from .random import Generators, resolve_generators, split_generator
 
 __all__ = ["sample", "sample_heun", "sample_ddim", "sample_ddpm", "SAMPLERS", "sliced_wasserstein", "output_moments"]
 
@@ -115,7 +116,7 @@ SAMPLERS = {"heun": sample_heun, "ddim": sample_ddim, "ddpm": sample_ddpm}
 
 
 def sample(prior: Prior, n: int, steps: int | None = None, method: str = "heun",
-           generator: torch.Generator | list[torch.Generator] | None = None, sigmas: torch.Tensor | None = None,
+           generator: Generators = None, sigmas: torch.Tensor | None = None,
            shape: tuple[int, ...] | None = None, *, callback=None, device: torch.device | str | None = None,
            dtype: torch.dtype | None = None, **hyper) -> torch.Tensor:
     """Draw ``n`` samples from ``prior`` by reversing the diffusion, starting from ``sigmas[0] * N(0, I)``.
@@ -162,14 +163,7 @@ def _noise_source(n: int, shape: tuple[int, ...], generator, device: torch.devic
     Its draws come in chunks of a size fixed by ``shape`` and ``draws`` alone (one torch call per
     sample per chunk instead of per step), which keeps that property.
     """
-    if generator is None:  # a fresh seed: library code leaves the global RNG alone
-        generator = torch.Generator()
-        generator.seed()
-    if isinstance(generator, torch.Generator):
-        seeds = torch.randint(0, 2**62, (n,), generator=generator, device=generator.device)
-        generator = [torch.Generator(device=generator.device).manual_seed(int(s)) for s in seeds]
-    if len(generator) != n:
-        raise ValueError(f"generator: expected one generator or a list of {n}, got a list of {len(generator)}")
+    generator = split_generator(generator, n)
     chunk = min(draws, max(1, 1024 // max(math.prod(shape), 1)))
     buffer: list[torch.Tensor] = []
 
@@ -206,7 +200,9 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, n_proj: int = 256,
     if a.shape != b.shape:
         raise ValueError(f"a, b: expected sample sets of the same size and dimension, got {tuple(a.shape)} "
                          f"and {tuple(b.shape)}")
-    theta = torch.randn(a.shape[1], n_proj, dtype=torch.float64, generator=generator).to(a.device)
+    generator = resolve_generators(generator)
+    theta = torch.randn(a.shape[1], n_proj, dtype=torch.float64, generator=generator,
+                        device=generator.device).to(a.device)
     theta = theta / theta.norm(dim=0, keepdim=True)
     pa, pb = (a @ theta).sort(0).values, (b @ theta).sort(0).values
     return float(((pa - pb) ** 2).mean().sqrt())

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .random import global_rng_restored
+
 __all__ = ["UNet", "reset_parameters"]
 
 
@@ -67,43 +69,44 @@ class UNet(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
-        self.config = dict(in_channels=in_channels, out_channels=out_channels, channels=channels,
-                           channel_mult=list(channel_mult), num_blocks=num_blocks, emb_dim=emb_dim,
-                           groups=groups, dropout=dropout)
-        out_channels = out_channels or in_channels
-        self.factor = 2 ** (len(channel_mult) - 1)
-        self.embed = nn.Sequential(FourierEmbedding(emb_dim), nn.Linear(emb_dim, emb_dim), nn.SiLU(),
-                                   nn.Linear(emb_dim, emb_dim))
-        self.stem = nn.Conv2d(in_channels, channels, 3, padding=1)
-        widths = [channels * m for m in channel_mult]
+        with global_rng_restored():  # layer initialisers draw from it; weights are loaded or redrawn next
+            self.config = dict(in_channels=in_channels, out_channels=out_channels, channels=channels,
+                               channel_mult=list(channel_mult), num_blocks=num_blocks, emb_dim=emb_dim,
+                               groups=groups, dropout=dropout)
+            out_channels = out_channels or in_channels
+            self.factor = 2 ** (len(channel_mult) - 1)
+            self.embed = nn.Sequential(FourierEmbedding(emb_dim), nn.Linear(emb_dim, emb_dim), nn.SiLU(),
+                                       nn.Linear(emb_dim, emb_dim))
+            self.stem = nn.Conv2d(in_channels, channels, 3, padding=1)
+            widths = [channels * m for m in channel_mult]
 
-        self.down = nn.ModuleList()
-        c = channels
-        for level, width in enumerate(widths):
-            blocks = nn.ModuleList()
-            for _ in range(num_blocks):
-                blocks.append(ResBlock(c, width, emb_dim, groups, dropout))
-                c = width
-            downsample = nn.Conv2d(c, c, 3, stride=2, padding=1) if level < len(widths) - 1 else nn.Identity()
-            self.down.append(nn.ModuleDict({"blocks": blocks, "downsample": downsample}))
+            self.down = nn.ModuleList()
+            c = channels
+            for level, width in enumerate(widths):
+                blocks = nn.ModuleList()
+                for _ in range(num_blocks):
+                    blocks.append(ResBlock(c, width, emb_dim, groups, dropout))
+                    c = width
+                downsample = nn.Conv2d(c, c, 3, stride=2, padding=1) if level < len(widths) - 1 else nn.Identity()
+                self.down.append(nn.ModuleDict({"blocks": blocks, "downsample": downsample}))
 
-        self.mid = ResBlock(c, c, emb_dim, groups, dropout)
+            self.mid = ResBlock(c, c, emb_dim, groups, dropout)
 
-        self.up = nn.ModuleList()
-        for level, width in reversed(list(enumerate(widths))):
-            blocks = nn.ModuleList()
-            skip = width
-            for _ in range(num_blocks):
-                blocks.append(ResBlock(c + skip, width, emb_dim, groups, dropout))
-                c, skip = width, 0
-            upsample = nn.Conv2d(c, widths[level - 1], 3, padding=1) if level > 0 else nn.Identity()
-            self.up.append(nn.ModuleDict({"blocks": blocks, "upsample": upsample}))
-            if level > 0:
-                c = widths[level - 1]
+            self.up = nn.ModuleList()
+            for level, width in reversed(list(enumerate(widths))):
+                blocks = nn.ModuleList()
+                skip = width
+                for _ in range(num_blocks):
+                    blocks.append(ResBlock(c + skip, width, emb_dim, groups, dropout))
+                    c, skip = width, 0
+                upsample = nn.Conv2d(c, widths[level - 1], 3, padding=1) if level > 0 else nn.Identity()
+                self.up.append(nn.ModuleDict({"blocks": blocks, "upsample": upsample}))
+                if level > 0:
+                    c = widths[level - 1]
 
-        self.head = nn.Sequential(nn.GroupNorm(min(groups, c), c), nn.SiLU(), nn.Conv2d(c, out_channels, 3, padding=1))
-        nn.init.zeros_(self.head[-1].weight)
-        nn.init.zeros_(self.head[-1].bias)
+            self.head = nn.Sequential(nn.GroupNorm(min(groups, c), c), nn.SiLU(), nn.Conv2d(c, out_channels, 3, padding=1))
+            nn.init.zeros_(self.head[-1].weight)
+            nn.init.zeros_(self.head[-1].bias)
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]

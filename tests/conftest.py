@@ -25,3 +25,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def global_rng_untouched(request):
+    """Fail any test during which torch's global RNG moved: library code draws only from the
+    generators it is given (DESIGN §2). A test that seeds or draws from it on purpose (deepinv's own
+    code does) says so with ``@pytest.mark.global_rng``."""
+    if request.node.get_closest_marker("global_rng"):
+        yield
+        return
+    before = torch.random.get_rng_state()
+    yield
+    if not torch.equal(before, torch.random.get_rng_state()):
+        pytest.fail("torch's global RNG was drawn from or seeded during this test; pass a torch.Generator "
+                    "(or mark the test @pytest.mark.global_rng if that is its purpose)", pytrace=False)

@@ -99,7 +99,7 @@ def test_inpainting_broadcasts_mask_and_closed_forms(generator):
     op = ops.Inpainting(mask, in_shape=(3, 8, 8))
     x = torch.rand(2, 3, 8, 8, generator=generator)
     torch.testing.assert_close(op(x), x * mask)
-    z, y = torch.rand_like(x), op(torch.rand_like(x))
+    z, y = torch.rand(x.shape, generator=generator), op(torch.rand(x.shape, generator=generator))
     torch.testing.assert_close(op.prox(z, y, 0.5), torch.where(mask.bool(), (y + 0.5 * z) / 1.5, z))
     torch.testing.assert_close(op.pinv(y), y)
     assert float(op.svd.s.sum()) == 3 * float(mask.sum())

@@ -53,6 +53,7 @@ def test_nonlinear_physics_becomes_operator():
 # (for real images our MRI is only real-linear and its adjoint is Re(A^H y)).
 @pytest.mark.parametrize("make", [lambda: CT(10, 6),
                                   lambda: MRI(ops.masks.fastmri_random((8, 8), 2, generator=_gen(3)), complex_images=True)])
+@pytest.mark.global_rng  # deepinv's adjointness_test draws its vectors from the global RNG
 def test_to_deepinv_round_trip_and_deepinv_adjointness(make):
     op = make()
     physics = to_deepinv(op)

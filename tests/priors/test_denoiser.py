@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import priors
+from priors.random import global_rng_restored
 from priors import schedules as sch
 
 
@@ -48,10 +49,11 @@ def test_wrap_recovers_x0_from_an_oracle(kind, schedule):
 
 
 def test_edm_wrap_matches_preconditioning_formula():
-    net = torch.nn.Conv2d(1, 1, 3, padding=1).double()
+    with global_rng_restored():
+        net = torch.nn.Conv2d(1, 1, 3, padding=1).double()
     edm = sch.EDM()
     prior = priors.wrap(lambda_module(net), prediction="edm", schedule=edm, data_range=(0, 1))
-    x = torch.rand(2, 1, 6, 6, dtype=torch.float64)
+    x = torch.rand(2, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     sigma = torch.tensor([0.1, 1.0], dtype=torch.float64).reshape(-1, 1, 1, 1)
     expected = edm.c_skip(sigma) * x + edm.c_out(sigma) * net(edm.c_in(sigma) * x)
     torch.testing.assert_close(prior.denoise(x, sigma.flatten()), expected)
@@ -90,7 +92,7 @@ def test_learned_variance_channels_are_dropped():
             return torch.cat([torch.zeros_like(x), torch.full_like(x, 1e6)], dim=1)
 
     prior = priors.wrap(TwoC(), prediction="eps", learned_variance=True)
-    x = torch.rand(1, 3, 4, 4)
+    x = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(prior.denoise(x, 0.2), x)
 
 
@@ -104,7 +106,7 @@ def test_sigma_range_and_schedule_are_in_image_units():
 
 def test_score_is_tweedie():
     prior = priors.Gaussian(torch.zeros(3), torch.eye(3) * 4.0)
-    x = torch.randn(5, 3, dtype=torch.float64)
+    x = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     # For N(0, 4 I) the noisy density is N(0, (4 + s^2) I): score = -x / (4 + s^2).
     torch.testing.assert_close(priors.score(prior, x, 0.5), -x / 4.25)
 

@@ -11,6 +11,7 @@ import torch
 
 from priors import schedules as sch
 from priors.denoiser import wrap
+from priors.random import global_rng_restored
 from priors.guided_unet import GuidedUNet
 from priors.unet import UNet
 
@@ -263,9 +264,10 @@ def test_unknown_path(tmp_path):
 
 def test_diffusers_folder_round_trip(tmp_path):
     diffusers = pytest.importorskip("diffusers")
-    unet = diffusers.UNet2DModel(sample_size=16, in_channels=3, out_channels=3, layers_per_block=1,
-                                 block_out_channels=(8, 16), norm_num_groups=4, attention_head_dim=4,
-                                 down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+    with global_rng_restored():  # diffusers initialises from the global RNG; randomize() redraws it
+        unet = diffusers.UNet2DModel(sample_size=16, in_channels=3, out_channels=3, layers_per_block=1,
+                                     block_out_channels=(8, 16), norm_num_groups=4, attention_head_dim=4,
+                                     down_block_types=("DownBlock2D", "AttnDownBlock2D"),
                                  up_block_types=("AttnUpBlock2D", "UpBlock2D"))
     randomize(unet)
     unet.save_pretrained(tmp_path / "model")
