@@ -202,7 +202,9 @@ def bare_lpips(net: str) -> torch.nn.Module:
 
     import lpips as lpips_pkg
 
-    with warnings.catch_warnings():
+    from priors.random import global_rng_restored
+
+    with warnings.catch_warnings(), global_rng_restored():  # its layers initialise from the global RNG
         warnings.simplefilter("ignore", UserWarning)  # torchvision's 'pretrained' deprecation notice
         model = lpips_pkg.LPIPS(net=net, version="0.1", pretrained=False, pnet_rand=True, verbose=False)
     heads = Path(inspect.getfile(lpips_pkg.LPIPS)).parent / "weights" / "v0.1" / f"{net}.pth"

@@ -123,7 +123,7 @@ def test_lpips_is_empty_without_pretrained_weights(tmp_path, monkeypatch):
     M._cached_model.cache_clear()
     try:
         assert "no ImageNet weights" in M.lpips_unavailable_reason("alex")
-        x = torch.rand(1, 3, 32, 32)
+        x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
         with pytest.warns(RuntimeWarning, match="LPIPS is left empty"):
             assert M.lpips(x, x) is None
         assert M.compute_metrics(x, x)["lpips"] is None
