@@ -266,20 +266,26 @@ class _Base:
         for attr, val in list(vars(self).items()):
             if attr in ("H", "N", "svd", "_cache"):
                 continue
-            if isinstance(val, Tensor) and (val.is_floating_point() or val.is_complex()):
-                target = val.dtype if dtype is None else (
-                    complex_dtype(real_dtype(dtype)) if val.is_complex() else real_dtype(dtype))
-                setattr(new, attr, val.to(device=device, dtype=target))
-            elif isinstance(val, Tensor):
-                setattr(new, attr, val.to(device=device))
+            if isinstance(val, Tensor):
+                setattr(new, attr, _moved(val, device, dtype))
             elif isinstance(val, _Base):
                 setattr(new, attr, val.to(device, dtype))
             elif isinstance(val, (list, tuple)) and val and all(isinstance(v, _Base) for v in val):
                 setattr(new, attr, type(val)(v.to(device, dtype) for v in val))
+            elif isinstance(val, dict) and val and all(isinstance(v, Tensor) for v in val.values()):
+                setattr(new, attr, {k: _moved(v, device, dtype) for k, v in val.items()})
         return new
 
     def __repr__(self) -> str:
         return f"{self.name}({self.in_shape} -> {self.out_shape})"
+
+
+def _moved(val: Tensor, device, dtype) -> Tensor:
+    """``val`` on ``device`` in ``dtype``'s precision (real stays real, complex stays complex, integer
+    and bool tensors keep their dtype)."""
+    if not (val.is_floating_point() or val.is_complex()) or dtype is None:
+        return val.to(device=device)
+    return val.to(device=device, dtype=complex_dtype(real_dtype(dtype)) if val.is_complex() else real_dtype(dtype))
 
 
 class Operator(_Base):
@@ -548,22 +554,47 @@ class _Scaled(LinearOperator):
 class FunctionOperator(LinearOperator):
     """A linear operator from a pair of functions (handy for closed-form normal operators).
 
-    :param apply: ``(B, *in_shape) -> (B, *out_shape)``.
+    A closure cannot be moved by :meth:`to`, so the functions must compute in their input's precision
+    and on its device, or take the tensors they need as ``buffers``: those are passed to every call as
+    keyword arguments and :meth:`to` moves and casts them like any operator's own tensors. An output
+    less precise than its input (a float32 constant caught in a closure under a float64 solve) is an
+    error, never a quiet loss of precision.
+
+    :param apply: ``(B, *in_shape) -> (B, *out_shape)``, called as ``apply(x, **buffers)``.
     :param adjoint: ``(B, *out_shape) -> (B, *in_shape)``; pass the same function for a self-adjoint map.
+    :param buffers: named tensors the functions use, moved and cast by :meth:`to`.
+
+    >>> A = torch.tensor([[1.0, 2.0]])
+    >>> op = FunctionOperator(lambda x, A: x @ A.T, lambda y, A: y @ A, (2,), (1,), buffers={"A": A})
+    >>> op.to(dtype=torch.float64)(torch.ones(1, 2, dtype=torch.float64))
+    tensor([[3.]], dtype=torch.float64)
     """
 
-    def __init__(self, apply: Callable[[Tensor], Tensor], adjoint: Callable[[Tensor], Tensor],
+    def __init__(self, apply: Callable[..., Tensor], adjoint: Callable[..., Tensor],
                  in_shape: Sequence[int], out_shape: Sequence[int], name: str = "FunctionOperator",
-                 real_input: bool = False, real_output: bool = False):
+                 real_input: bool = False, real_output: bool = False, buffers: dict[str, Tensor] | None = None):
         super().__init__(in_shape, out_shape, name)
-        self._f, self._fh = apply, adjoint
+        if not callable(apply) or not callable(adjoint):
+            raise TypeError(f"{name}: apply and adjoint must be callables")
+        buffers = dict(buffers or {})
+        for key, value in buffers.items():
+            if not isinstance(value, Tensor):
+                raise TypeError(f"{name}: buffers[{key!r}] must be a torch.Tensor, got {type(value).__name__}")
+        self._f, self._fh, self.buffers = apply, adjoint, buffers
         self.real_input, self.real_output = real_input, real_output
 
+    def _checked(self, out: Tensor, inp: Tensor, which: str) -> Tensor:
+        inexact = (out.is_floating_point() or out.is_complex()) and (inp.is_floating_point() or inp.is_complex())
+        if inexact and torch.finfo(real_dtype(out.dtype)).bits < torch.finfo(real_dtype(inp.dtype)).bits:
+            raise TypeError(f"{self.name}: {which} returned {out.dtype} for {inp.dtype} input; compute in the "
+                            "input's precision or pass the tensors it uses as buffers= so .to() can cast them")
+        return out
+
     def _apply(self, x):
-        return self._f(x)
+        return self._checked(self._f(x, **self.buffers), x, "apply")
 
     def _adjoint(self, y):
-        return self._fh(y)
+        return self._checked(self._fh(y, **self.buffers), y, "adjoint")
 
 
 class Identity(LinearOperator):

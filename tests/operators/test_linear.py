@@ -163,3 +163,15 @@ def test_truncated_svd_drops_small_singular_values_from_pinv_and_prox():
     x = torch.tensor([[1.0, 1.0, 1.0]], dtype=torch.float64)
     torch.testing.assert_close(svd.U(svd.s * svd.Vt(x)), torch.tensor([[2.0, 1.0, 0.0]], dtype=torch.float64))
     assert op.svd.truncated(0.0) is op.svd
+
+
+def test_function_operator_buffers_follow_to_and_closures_cannot_lose_precision():
+    A = torch.randn(3, 5, generator=torch.Generator().manual_seed(0))  # float32
+    x = torch.randn(2, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with_buffers = FunctionOperator(lambda v, A: v @ A.T, lambda w, A: w @ A, (5,), (3,), buffers={"A": A})
+    moved = with_buffers.to(dtype=torch.float64)
+    assert moved.buffers["A"].dtype == torch.float64 and with_buffers.buffers["A"].dtype == torch.float32
+    torch.testing.assert_close(moved(x), x @ A.double().T, rtol=0, atol=0)
+    closure = FunctionOperator(lambda v: (v.float() @ A.T), lambda w: w.float() @ A, (5,), (3,), name="Lossy")
+    with pytest.raises(TypeError, match="Lossy: apply returned torch.float32 for torch.float64"):
+        closure.to(dtype=torch.float64)(x)
