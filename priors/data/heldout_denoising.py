@@ -1,0 +1,128 @@
+"""Denoising PSNR on the held-out real images of the data manifest: priors against BM3D, per image and mean.
+
+A study script (issue 14), not part of the ``priors`` package: it reuses ``benchmarks``' prior-denoising code
+(``bm3d_denoise``, ``psnr``, the same noise draws as its ``evaluate``) and belongs in ``benchmarks/studies``
+once that refactor has landed.
+
+``python priors/data/heldout_denoising.py medical --prior medical=/root/train_runs/medical/medical.safetensors
+--prior phantom=phantom --sizes 64 128 --out /root/train_runs/eval``
+
+Test images: every ``test`` file of the family in ``priors/data/manifest.json`` (fetched into the cache by
+``python -m priors.data_sources fetch FAMILY``); a volume gives its middle extracted slice along each of its
+three axes, a DICOM file its first frame, a photo itself. Each is centre-cropped square and area-resized to
+the size. Noise: ``torch.Generator().manual_seed(0)`` per sigma, drawn image after image. BM3D (told the
+true sigma) is computed once per size and cached in ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import priors  # noqa: E402
+from priors.data_sources import load_images  # noqa: E402
+
+try:  # benchmarks/ is being reorganised: the study module moved into benchmarks/studies
+    from benchmarks.studies.prior_denoising import bm3d_denoise, psnr  # noqa: E402
+except ImportError:  # pragma: no cover
+    from benchmarks.prior_denoising import bm3d_denoise, psnr  # noqa: E402
+
+SIGMAS = (0.05, 0.1, 0.2)
+
+
+def test_images(family: str) -> list[tuple[str, torch.Tensor]]:
+    """``[(label, image (C, H, W)), ...]``: the held-out files, a volume by its three middle slices."""
+    images, origins = load_images(family, "test")
+    by_file: dict[str, list[tuple[str, torch.Tensor]]] = {}
+    for image, origin, rel in zip(images, origins, [i for o in _unique(origins) for i in o["images"]]):
+        by_file.setdefault(origin["path"], []).append((rel.rsplit("/", 1)[-1], image))
+    items = []
+    for path, entries in by_file.items():
+        name = path.rsplit("/", 1)[-1]
+        if entries[0][0].startswith("axis"):
+            for axis in ("axis0", "axis1", "axis2"):
+                along = [e for e in entries if e[0].startswith(axis)]
+                if along:
+                    label, image = along[len(along) // 2]
+                    items.append((f"{name}:{label.removesuffix('.png')}", image))
+        else:
+            items.append((name, entries[0][1]))
+    return items
+
+
+def _unique(origins):
+    seen, out = set(), []
+    for o in origins:
+        if id(o) not in seen:
+            seen.add(id(o))
+            out.append(o)
+    return out
+
+
+def square(image: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = image.shape[-2:]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = image[:, top:top + side, left:left + side]
+    return F.interpolate(crop[None], size=(size, size), mode="area")[0].clamp(0, 1)
+
+
+def noisy_set(clean: list[torch.Tensor], sigma: float) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return [x + sigma * torch.randn(x.shape, generator=g) for x in clean]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("family", choices=("natural", "medical"))
+    parser.add_argument("--prior", action="append", default=[], help="label=name_or_path (repeatable)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--out", type=Path, default=Path("runs/heldout_denoising"))
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+    items = test_images(args.family)
+    result = {"family": args.family, "images": [n for n, _ in items], "sizes": {}}
+    lines = [f"Held-out {args.family} images ({len(items)}): " + ", ".join(n for n, _ in items), ""]
+    for size in args.sizes:
+        clean = [square(x, size) for _, x in items]
+        cache = args.out / f"bm3d_{args.family}_{size}.json"
+        bm3d = json.loads(cache.read_text()) if cache.exists() else {}
+        rows = {}
+        for sigma in SIGMAS:
+            noisy = noisy_set(clean, sigma)
+            key = str(sigma)
+            if key not in bm3d:
+                bm3d[key] = [psnr(bm3d_denoise(n, sigma), c) for n, c in zip(noisy, clean)]
+                cache.write_text(json.dumps(bm3d))
+            rows[key] = {"noisy": [psnr(n, c) for n, c in zip(noisy, clean)], "bm3d": bm3d[key]}
+            for spec in args.prior:
+                label, source = spec.split("=", 1)
+                prior = priors.load(source)
+                with torch.no_grad():
+                    rows[key][label] = [psnr(prior.denoise(n[None], sigma)[0], c) for n, c in zip(noisy, clean)]
+        result["sizes"][size] = rows
+        labels = ["noisy", "bm3d"] + [s.split("=", 1)[0] for s in args.prior]
+        lines += [f"### {size} x {size}: mean PSNR (dB)", "", "| sigma | " + " | ".join(labels) + " |",
+                  "|---" * (len(labels) + 1) + "|"]
+        for key, row in rows.items():
+            lines.append(f"| {key} | " + " | ".join(f"{np.mean(row[k]):.2f}" for k in labels) + " |")
+        lines += ["", f"per image at {size} px, sigma 0.1 (" + " / ".join(labels[1:]) + "):", ""]
+        for i, (name, _) in enumerate(items):
+            lines.append(f"- {name}: " + " / ".join(f"{rows['0.1'][k][i]:.2f}" for k in labels[1:]))
+        lines.append("")
+    text = "\n".join(lines)
+    print(text)
+    (args.out / f"heldout_{args.family}.md").write_text(text + "\n")
+    (args.out / f"heldout_{args.family}.json").write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
