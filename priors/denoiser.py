@@ -19,7 +19,15 @@ Prediction = Literal["eps", "v", "x0", "score", "edm"]
 
 
 def sigma_like(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
-    """Sigma as a tensor of shape (B, 1, ..., 1) that broadcasts against ``x`` (B, ...)."""
+    """Sigma as a tensor of shape (B, 1, ..., 1) that broadcasts against ``x`` (B, ...).
+
+    A Python number becomes a tensor in ``x``'s (real) precision, at least float32, not torch's
+    float32 default: a float64 solver state keeps a float64 sigma all the way to the network call
+    (over 1000 DPS steps a float32 sigma alone moved the result by 5e-5).
+    """
+    if not isinstance(sigma, torch.Tensor):
+        dtype = torch.promote_types(x.real.dtype, torch.float32) if x.is_floating_point() or x.is_complex() else None
+        sigma = torch.tensor(sigma, dtype=dtype, device=x.device)
     sigma = torch.as_tensor(sigma, device=x.device)
     if sigma.ndim == 0:
         sigma = sigma.expand(x.shape[0])
@@ -86,21 +94,34 @@ class NetworkPrior(Prior):
         return self.schedule.sigmas(steps) / self._scale
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
-        lo, scale = self.data_range[0], self._scale
-        s = sigma_like(sigma, x).to(x.dtype) * scale  # the noise level in network units
-        x_net = lo + scale * x
-        x0_net = self._network_x0(x_net, s)
-        return ((x0_net - lo) / scale).to(x.dtype)
+        return self.denoise_and_variance(x, sigma)[0]
 
-    def _network_x0(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """E[x0 | x] in network units, for ``x = x0 + s n``."""
+    def denoise_and_variance(self, x: torch.Tensor, sigma: torch.Tensor | float
+                             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(D(x, sigma), v)``: the denoiser and, for a network with ``learned_variance``, its raw
+        variance channels ``v`` (guided-diffusion's ``model_var_values``, in [-1, 1] for
+        ``learned_range``: ``log var = (v + 1) / 2 log beta_t + (1 - v) / 2 log beta~_t``); ``None``
+        for networks without them. The official DPS samples the FFHQ and ImageNet checkpoints with it.
+        """
+        lo, scale = self.data_range[0], self._scale
+        s = sigma_like(sigma, x).to(x.dtype) * scale  # the noise level in network units, x's precision
+        x_net = lo + scale * x
+        x0_net, var = self._network_x0(x_net, s)
+        return ((x0_net - lo) / scale).to(x.dtype), var
+
+    def _network_x0(self, x: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """E[x0 | x] in network units, for ``x = x0 + s n``, and the learned variance channels (or None)."""
         param = next(self.module.parameters(), None)
         net_dtype = param.dtype if param is not None else x.dtype
         c_in = self.schedule.c_in(s)
         c_noise = self.schedule.c_noise(s.reshape(-1))
         out = self.module((c_in * x).to(net_dtype), c_noise.to(net_dtype)).to(x.dtype)
+        var = None
         if self.learned_variance:
-            out = out[:, : x.shape[1]]
+            out, var = out[:, : x.shape[1]], out[:, x.shape[1]:]
+        return self._combine(x, s, c_in, out), var
+
+    def _combine(self, x: torch.Tensor, s: torch.Tensor, c_in: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         if self.prediction == "edm":
             return self.schedule.c_skip(s) * x + self.schedule.c_out(s) * out
         if self.prediction == "x0":

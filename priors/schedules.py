@@ -127,13 +127,39 @@ class DiscreteVP:
         w = (log_sigma - log_table[lo]) / (log_table[hi] - log_table[lo])
         return (lo + w).to(sigma.dtype)
 
-    def sigmas(self, steps: int) -> torch.Tensor:
-        """``steps`` of the training sigmas evenly spaced in timestep (DDIM's uniform skip), then 0."""
+    def timesteps(self, steps: int, grid: str = "linspace") -> torch.Tensor:
+        """The ``steps`` training timesteps a sampler visits, descending (int64).
+
+        * ``"linspace"``: ``linspace(n - 1, 0, steps).round()`` (ours for every solver by default);
+        * ``"respace"``: guided-diffusion's ``space_timesteps(n, [steps])`` (``gaussian_diffusion.py``),
+          the official DPS grid: ``round(k * (n - 1) / (steps - 1))`` with the stride *accumulated* in
+          float64, which rounds differently from ``"linspace"`` for some ``steps`` (e.g. 15, 21, 23;
+          288 of 1..1000), and ``{0}`` for one step;
+        * ``"stride"``: ``range(0, n, n // steps)`` reversed, DDIM's uniform skip as the official
+          DDRM (``runners/diffusion.py``, ``skip = num_timesteps // timesteps``) and RED-Diff / PiGDM
+          (``utils/functions.py``, ``get_timesteps``) build it: it starts at ``n - n // steps``, not
+          ``n - 1``, and has ``len(range(0, n, n // steps))`` points (``steps`` when it divides ``n``).
+        """
         if steps < 1:
             raise ValueError(f"steps: expected at least 1, got {steps}")
         n = len(self.betas)
-        t = torch.linspace(n - 1, 0, steps).round().long()
-        return append_zero(self.sigma_table[t])
+        if grid == "linspace":
+            return torch.linspace(n - 1, 0, steps).round().long()
+        if grid == "respace":
+            stride, at, taken = ((n - 1) / (steps - 1) if steps > 1 else 1), 0.0, []
+            for _ in range(steps):
+                taken.append(round(at))
+                at += stride
+            return torch.tensor(sorted(set(taken), reverse=True), dtype=torch.long)
+        if grid == "stride":
+            if steps > n:
+                raise ValueError(f"steps: the stride grid has at most {n} points, got {steps}")
+            return torch.arange(0, n, n // steps).flip(0)
+        raise ValueError(f"grid: expected 'linspace', 'respace' or 'stride', got {grid!r}")
+
+    def sigmas(self, steps: int, grid: str = "linspace") -> torch.Tensor:
+        """The training sigmas at :meth:`timesteps` (default: evenly spaced, DDIM's uniform skip), then 0."""
+        return append_zero(self.sigma_table[self.timesteps(steps, grid)])
 
     def config(self) -> dict:
         return {"kind": "discrete_vp", "betas": self.betas.tolist()}

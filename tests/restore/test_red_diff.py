@@ -160,3 +160,120 @@ def test_bad_inputs(gmm_noisy):
 
 def test_diverged_reports_step_and_sigma(gmm_noisy, assert_diverges_below_one):
     assert_diverges_below_one(red_diff, gmm_noisy)
+
+
+# --- issue 13: the official details, each pinned against a reference loop in network units ---------
+
+def _official_loop(prior, y_obs_net, keep, mu_net0, sigmas, lam, lr, steps_noise, weighting="snr"):
+    """NVlabs/RED-diff algos/reddiff.py on network data: torch's Adam (eps 1e-8), the data term averaged
+    over the observed entries ``keep`` only, the regulariser over all n entries."""
+    lo, scale = prior.data_range[0], prior.data_range[1] - prior.data_range[0]
+    mu_net = mu_net0.clone().requires_grad_(True)
+    adam = torch.optim.Adam([mu_net], lr=lr, betas=(0.9, 0.99))
+    w = WEIGHTINGS[weighting]
+    for sigma in sigmas:
+        s_net = scale * sigma
+        eps = torch.randn(mu_net.shape, generator=steps_noise).double()  # the solver's draws: float32, cast
+        with torch.no_grad():
+            x_t = mu_net + s_net * eps
+            x0_net = lo + scale * prior.denoise((x_t - lo) / scale, sigma)
+            eps_hat = (x_t - x0_net) / s_net
+        # per-sample means (the official batch mean would couple images through Adam's eps only)
+        loss = (lam * w(s_net) * ((eps_hat - eps) * mu_net).mean(1) + ((y_obs_net - mu_net[:, keep]) ** 2).mean(1) / 2).sum()
+        adam.zero_grad()
+        loss.backward()
+        adam.step()
+    return (mu_net.detach() - lo) / scale
+
+
+def _inpainting_problem(d=16):
+    g = torch.Generator().manual_seed(11)
+    prior = _OnMinusOneOne(torch.full((d,), 0.5, dtype=torch.float64), 0.05 * torch.eye(d, dtype=torch.float64))
+    mask = torch.zeros(d)
+    mask[torch.randperm(d, generator=g)[: d // 2]] = 1
+    op = ops.Inpainting(mask.double())
+    x = prior.sample(2, generator=g).to(torch.float64)
+    y = op(x) + 0.025 * mask * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    return prior, op, mask.bool(), y
+
+
+def test_inpainting_averages_over_observed_entries_and_starts_at_the_network_zero():
+    prior, op, keep, y = _inpainting_problem()
+    steps, lam, lr = 25, 0.25, 0.1
+    ours = red_diff(prior, op, y, ops.GaussianNoise(0.025), steps=steps, lam=lam, lr=lr,
+                    generator=torch.Generator().manual_seed(0))
+    y_obs_net = -1 + 2 * y[:, keep]
+    mu0 = torch.zeros_like(y)  # official H_pinv(y_net): observed entries, 0 (the network's zero) in the holes
+    mu0[:, keep] = y_obs_net
+    official = _official_loop(prior, y_obs_net, keep, mu0, prior.sigmas(steps).tolist()[:steps], lam, lr,
+                              torch.Generator().manual_seed(0))
+    assert float((ours - official).abs().max()) < 1e-10
+    # the old data term (mean over all 16 entries) and the old start (0 in the holes) are far off
+    assert float((ours - red_diff(prior, op, y, ops.GaussianNoise(0.025), steps=steps, lam=lam, lr=lr,
+                                  x_init=op.pinv(y), generator=torch.Generator().manual_seed(0))).abs().max()) > 1e-2
+
+
+def test_start_fills_holes_with_the_network_zero():
+    from restore.red_diff import initial_mu
+    prior, op, keep, y = _inpainting_problem()
+    start = initial_mu(op, y, None, zero=0.5)
+    assert torch.equal(start[:, ~keep], torch.full_like(start[:, ~keep], 0.5))  # 0 in [-1, 1] units
+    torch.testing.assert_close(start[:, keep], y[:, keep])
+    assert torch.equal(initial_mu(op, y, None, zero=0.0)[:, ~keep], torch.zeros_like(start[:, ~keep]))  # [0, 1] net
+    # SR by box averaging measures constants: the start is the plain pseudo-inverse
+    sr = ops.Downsample((1, 8, 8), 4)
+    ysr = torch.rand(2, *sr.out_shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    torch.testing.assert_close(initial_mu(sr, ysr, None, zero=0.5), sr.pinv(ysr, rcond=3e-2))
+
+
+def test_measured_entries():
+    from restore.red_diff import measured_entries
+    prior, op, keep, y = _inpainting_problem()
+    assert measured_entries(op, y) == int(keep.sum())
+    assert measured_entries(ops.Matrix(torch.ones(3, 16, dtype=torch.float64)), torch.zeros(1, 3)) == 3
+    img = ops.Inpainting(torch.tensor([[1.0, 0.0], [0.0, 0.0]]), in_shape=(3, 2, 2))
+    assert measured_entries(img, torch.zeros(1, 3, 2, 2)) == 3  # one pixel in each of 3 channels
+
+
+def test_adam_eps_is_in_network_units():
+    # Tiny gradients (a weak operator, no regulariser): Adam's eps decides the step size. The official eps
+    # 1e-8 acts on network-unit gradients, 2x ours on [-1, 1]: ours must use 1e-8 / 2 to take the same steps.
+    prior, op, keep, y = _inpainting_problem()
+    a = 1e-3
+    select = a * torch.eye(16, dtype=torch.float64)[keep]  # A = a S: the observed entries, scaled down
+    steps, lr = 10, 0.1
+    x_init = torch.full_like(y, 0.3)
+    ours = red_diff(prior, ops.Matrix(select), y[:, keep] * a, None, steps=steps, lam=0.0, lr=lr, x_init=x_init,
+                    generator=torch.Generator().manual_seed(0))
+    mu_net = (-1 + 2 * x_init).requires_grad_(True)
+    adam = torch.optim.Adam([mu_net], lr=lr, betas=(0.9, 0.99))
+    y_net = -1 * select.sum(1) + 2 * a * y[:, keep]  # y_net = A x_net for x_net = -1 + 2 x
+    for _ in range(steps):
+        loss = ((y_net - mu_net @ select.T) ** 2).mean(1).sum() / 2  # per-sample mean, samples independent
+        adam.zero_grad()
+        loss.backward()
+        adam.step()
+    official = (mu_net.detach() + 1) / 2
+    with_old_eps = float((official - ours).abs().max())
+    assert float((official - x_init).abs().max()) > 0.05  # the eps-limited steps do move mu
+    assert with_old_eps < 1e-12  # with eps 1e-8 in our units the steps differ by ~1e-2
+
+
+class _Eps(torch.nn.Module):
+    def forward(self, x, t):
+        return 0.1 * x
+
+
+def test_official_grid_is_the_stride_grid():
+    prior = priors.wrap(_Eps(), prediction="eps", image_shape=(1, 4, 4))
+    op = ops.Inpainting(torch.ones(4, 4), in_shape=(1, 4, 4))
+    y = torch.full((1, 1, 4, 4), 0.5, dtype=torch.float64)
+    seen = {}
+    for official in (False, True):
+        levels = []
+        red_diff(prior, op, y, None, steps=10, official=official, generator=torch.Generator().manual_seed(0),
+                 callback=lambda d: levels.append(float(d["sigma"])))
+        seen[official] = torch.tensor(levels, dtype=torch.float64)
+    table = prior.schedule.sigma_table / 2
+    torch.testing.assert_close(seen[True], table[torch.arange(900, -1, -100)], rtol=1e-12, atol=0)
+    torch.testing.assert_close(seen[False], table[torch.linspace(999, 0, 10).round().long()], rtol=1e-12, atol=0)
