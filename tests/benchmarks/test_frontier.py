@@ -1,5 +1,5 @@
 """The frontier's summary: deepinv's best over the reference set, and the first of ours to reach it."""
-from benchmarks.frontier import GOAL_REFERENCE, frontier_summary
+from benchmarks.studies.frontier import GOAL_REFERENCE, frontier_summary
 
 
 def _row(lib, solver, steps, psnr, wall):

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 import priors.testsets
-from benchmarks import training_size
+from benchmarks.studies import training_size
 from priors.train import train
 
 # RGB training data without scikit-learn (a test-only install): the bundled test photographs' folder

@@ -16,8 +16,8 @@ processes on a shared machine barely disturb. A ratio of 1.00 means the solver a
 
 Usage::
 
-    python -m benchmarks.solver_cost                  # CPU, UNet at 3x64x64, batch 4
-    python -m benchmarks.solver_cost --device cuda --size 256 --batch 4
+    python -m benchmarks.studies.solver_cost                  # CPU, UNet at 3x64x64, batch 4
+    python -m benchmarks.studies.solver_cost --device cuda --size 256 --batch 4
 """
 from __future__ import annotations
 
@@ -31,32 +31,26 @@ import torch
 import operators as ops
 import priors
 import restore
+from priors.random import global_rng_restored
 from priors.unet import UNet
+
+from .harness import seconds
 
 FORWARD = ("red_diff", "ddrm", "ddnm", "diffpir", "dpir")
 FORWARD_VJP = ("dps", "pigdm")
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _timed(fn: Callable[[], object], device: torch.device) -> float:
     """Seconds for ``fn()``: CPU time of this process on the CPU (robust to other processes on a
     shared machine), wall time with synchronisation on an accelerator."""
-    clock = time.process_time if device.type == "cpu" else time.perf_counter
-    _sync(device)
-    start = clock()
-    fn()
-    _sync(device)
-    return clock() - start
+    return seconds(fn, device, time.process_time if device.type == "cpu" else time.perf_counter)
 
 
 def build(size: int, batch: int, channels: int, device: torch.device):
     """A small conv UNet wrapped as an eps-prediction DDPM prior, a 50% inpainting problem, y."""
     g = torch.Generator().manual_seed(0)
-    net = UNet(in_channels=channels, channels=32, channel_mult=(1, 2, 2), num_blocks=1).to(device).eval()
+    with global_rng_restored():  # the layers' initialisers draw from it; the weights are redrawn below
+        net = UNet(in_channels=channels, channels=32, channel_mult=(1, 2, 2), num_blocks=1).to(device).eval()
     for p in net.parameters():  # random, non-zero weights (the head is zero-initialised)
         p.requires_grad_(False)
         p.copy_(0.05 * torch.randn(p.shape, generator=g).to(device))
@@ -82,9 +76,10 @@ class FreePrior(priors.Prior):
 
 def references(net: torch.nn.Module, shape: tuple[int, ...], device: torch.device):
     """Closures timing one network forward, and one forward + VJP w.r.t. the input."""
-    x = torch.randn(shape, device=device)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(shape, generator=g).to(device)
     c_noise = torch.full((shape[0],), 500.0, device=device)
-    v = torch.randn(shape, device=device)
+    v = torch.randn(shape, generator=g).to(device)
 
     def forward():
         with torch.no_grad():

@@ -5,7 +5,8 @@ Both libraries get the same prior (the bundled ``natural`` prior; deepinv sees i
 ours to 1e-5), the same noisy measurement ``y``, the same image, seed and thread count. Every
 (task, solver, step count) runs once, one after another in this process; step counts are the outer
 loop, so a change of machine load hits both libraries alike. Each run records PSNR, wall time, the
-process's CPU time (robust to other processes on a shared machine) and network forward passes.
+process's CPU time (robust to other processes on a shared machine) and denoiser calls (NFE, counted as
+the runner counts them: :func:`benchmarks.cell.counted`).
 
 Per task the summary gives deepinv's best PSNR (over its DPS, DDRM and DiffPIR and their step counts)
 and its wall time, the wall time at which our fastest solver first reaches that PSNR, and their ratio
@@ -17,9 +18,9 @@ and sigma_1) and is never benchmarked by default (``--photos``).
 
 Usage::
 
-    python -m benchmarks.frontier                      # default: ~10 min on a loaded 2-core CPU
-    python -m benchmarks.frontier --full               # 64x64, 4 photos, 10..200 steps, + DAPS
-    python -m benchmarks.frontier --tasks deblur --steps 10 20 --out runs/frontier_quick
+    python -m benchmarks.studies.frontier                      # default: ~10 min on a loaded 2-core CPU
+    python -m benchmarks.studies.frontier --full               # 64x64, 4 photos, 10..200 steps, + DAPS
+    python -m benchmarks.studies.frontier --tasks deblur --steps 10 20 --out runs/frontier_quick
 
 Units. Our prior works in image units ([0, 1] images, sigma in the same units). deepinv's samplers
 call ``model(x, sigma)`` on [0, 1] images with ``sigma`` in [0, 1] units too: DDRM passes its
@@ -43,7 +44,6 @@ import argparse
 import csv
 import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -56,6 +56,8 @@ import priors
 import restore
 from priors.testsets import load_testset
 from restore.dps import ZETA
+
+from .harness import checkpoint_note, counted, operator, timed_run
 
 TASKS = ("deblur", "sr4", "inpaint")
 OURS = ("ddrm", "ddnm", "diffpir", "red_diff", "pigdm", "dps", "dpir")
@@ -129,18 +131,18 @@ def build_task(name: str, x: Tensor, sigma_y: float, seed: int, device: str = "c
     if name == "deblur":
         std = H / 20
         kernel = ops.kernels.gaussian(2 * math.ceil(3 * std) + 1, std)
-        op = ops.Blur(kernel, (C, H, W), boundary="circular")
+        op = operator("gaussian_blur", (C, H, W), size=kernel.shape[-1], std=std, boundary="circular")
         physics = dinv.physics.BlurFFT(img_size=(C, H, W), filter=kernel[None, None])
         meta = dict(kernel=f"gaussian {kernel.shape[-1]}x{kernel.shape[-1]} std {std:g}")
     elif name == "sr4":
-        op = ops.Downsample((C, H, W), 4, filter="box")
+        op = operator("super_resolution", (C, H, W), factor=4, filter="box")
         box = torch.zeros(1, 1, 7, 7)
         box[..., :4, :4] = 1 / 16  # deepinv centres the filter at 3: this aligns it with our 4x4 blocks
         physics = dinv.physics.Downsampling(img_size=(C, H, W), filter=box, factor=4, padding="circular")
         meta = dict(filter="box 4x4")
     elif name == "inpaint":
-        mask = ops.masks.random((H, W), 0.3, generator=g).expand(C, H, W).contiguous()
-        op = ops.Inpainting(mask)
+        op = operator("inpaint_random", (C, H, W), generator=g, kept=0.3)
+        mask = op.mask.expand(C, H, W).contiguous()
         physics = dinv.physics.Inpainting(img_size=(C, H, W), mask=mask)
         meta = dict(mask="random, 30% kept")
     else:
@@ -198,39 +200,6 @@ def make_runner(solver: str, task: Task, prior, denoiser: DeepinvDenoiser, steps
                                   device=device)
         return lambda: model(task.y, task.physics, seed=seed)
     raise ValueError(f"solver: unknown {solver!r}")
-
-
-class Counter:
-    """Counts forward passes of a module (network evaluations, VJPs not included)."""
-
-    def __init__(self, module: nn.Module):
-        self.n = 0
-        module.register_forward_pre_hook(self._hook)
-
-    def _hook(self, *_):
-        self.n += 1
-
-
-def psnr(x_hat: Tensor, x: Tensor) -> float:
-    """Mean PSNR (dB) over the batch, x_hat clamped to [0, 1]."""
-    mse = (x_hat.detach().to(torch.float64).clamp(0, 1) - x.to(torch.float64)).pow(2).flatten(1).mean(1)
-    return float((10 * torch.log10(1 / mse)).mean())
-
-
-def timed_run(run: Callable[[], Tensor], x: Tensor, counter: Counter) -> dict:
-    """PSNR, wall and CPU seconds and network forwards of one run; failures are recorded, not raised."""
-    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
-    sync()
-    n0, wall, cpu = counter.n, time.perf_counter(), time.process_time()
-    try:
-        x_hat = run()
-        sync()
-        error = None
-    except (restore.SolverDiverged, ValueError, RuntimeError) as e:
-        x_hat, error = None, f"{type(e).__name__}: {e}"[:200]
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    value = psnr(x_hat, x) if x_hat is not None and torch.isfinite(x_hat).all() else float("nan")
-    return dict(psnr=value, wall=wall, cpu=cpu, nfe=counter.n - n0, error=error)
 
 
 def frontier_summary(rows: list[dict], task: str, clock: str = "wall",
@@ -322,17 +291,6 @@ def report(rows: list[dict], tasks: list[str], out: Path) -> dict:
     return summaries
 
 
-def checkpoint_note(name: str) -> str:
-    """Training steps of a bundled prior's weights (they are refreshed while training runs)."""
-    from priors.load import WEIGHTS_DIR
-
-    card = WEIGHTS_DIR / f"{name}.json"
-    if not card.exists():
-        return "not a bundled prior"
-    train = json.loads(card.read_text()).get("train", {})
-    return f"checkpoint after {train.get('steps', '?')} training steps ({train.get('images_seen', '?')} images)"
-
-
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/frontier")
@@ -359,7 +317,7 @@ def parse(argv=None) -> argparse.Namespace:
     return args
 
 
-def tune_dps(args, prior, denoiser, counter) -> None:
+def tune_dps(args, prior, denoiser, calls: list[int]) -> None:
     """Sweep both DPS step sizes (our ``zeta``, deepinv's ``weight``) on the held-out photo 'rocket',
     which the default benchmark does not use, at 50 steps; the best values go into ``DPS_ZETA`` and
     ``DINV_DPS_WEIGHT`` by hand."""
@@ -370,7 +328,7 @@ def tune_dps(args, prior, denoiser, counter) -> None:
                                     ("dinv_dps", DINV_DPS_WEIGHT, (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0))):
             for value in grid:
                 table[name] = value
-                r = timed_run(make_runner(solver, task, prior, denoiser, 50, args.seed), task.x, counter)
+                r = timed_run(make_runner(solver, task, prior, denoiser, 50, args.seed), task.x, calls)
                 print(f"{name:8s} {solver:9s} {'zeta' if solver == 'dps' else 'weight'} {value:6g}: "
                       f"PSNR {r['psnr']:.2f}", flush=True)
 
@@ -387,11 +345,10 @@ def main(argv=None) -> int:
         report(saved["rows"], [t for t in TASKS if t in saved["meta"]], out)
         return 0
     note = checkpoint_note(args.prior)  # before loading: the weights may be refreshed while this runs
-    prior = priors.load(args.prior, device=args.device)
+    prior, calls = counted(priors.load(args.prior, device=args.device))  # NFE: denoiser calls
     denoiser = DeepinvDenoiser(prior)
-    counter = Counter(prior.module)
     if args.tune_dps:
-        tune_dps(args, prior, denoiser, counter)
+        tune_dps(args, prior, denoiser, calls)
         return 0
     photos = [(n, img) for n, img in load_testset("natural", args.size) if n in args.photos]
     x = torch.stack([img for _, img in photos])
@@ -411,7 +368,7 @@ def main(argv=None) -> int:
                 if steps > STEP_CAP.get(solver, steps) or (solver == "dinv_dpir" and steps != args.steps[0]):
                     continue  # deepinv's DPIR has one fixed schedule (8 iterations): run it once
                 run = make_runner(solver, task, prior, denoiser, steps, args.seed)
-                r = timed_run(run, x, counter)
+                r = timed_run(run, x, calls)
                 r.update(task=name, solver=solver, lib="deepinv" if solver.startswith("dinv_") else "ours",
                          steps=r["nfe"] if solver == "dinv_dpir" else steps)
                 rows.append(r)

@@ -1,10 +1,10 @@
 #!/bin/bash
 # Kill -9 a benchmark run mid-way, rerun the same command, and compare with an uninterrupted run.
-# usage: benchmarks/resume_check.sh SUITE OUT_KILLED OUT_UNINTERRUPTED MIN_ROWS [extra run args]
+# usage: benchmarks/studies/resume_check.sh SUITE OUT_KILLED OUT_UNINTERRUPTED MIN_ROWS [extra run args]
 # OUT_UNINTERRUPTED must hold a finished run of the same command; the kill comes once MIN_ROWS cells are stored.
 set -u
 SUITE=$1; OUT=$2; REF=$3; N=$4; shift 4
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 rm -rf "$OUT"
 $PY -m benchmarks run "$SUITE" --out "$OUT" --quiet --no-report "$@" > "$OUT.first.log" 2>&1 &

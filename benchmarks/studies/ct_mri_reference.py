@@ -1,13 +1,13 @@
 """Reference figures for the medical operators, against scikit-image and the fastMRI mask definition.
 
-``python -m benchmarks.ct_mri_reference [--size 256] [--seeds 100]`` prints:
+``python -m benchmarks.studies.ct_mri_reference [--size 256] [--seeds 100]`` prints:
 
 1. CT forward projection vs ``skimage.transform.radon`` on the Shepp-Logan phantom (relative difference),
    with skimage's ``circle=True`` (N detectors) and ``circle=False`` (ceil(sqrt(2) N) detectors) conventions;
 2. FBP vs ``skimage.transform.iradon`` at 180 and 30 views: PSNR of each against the phantom, side by side;
 3. fastMRI 1-D masks (``operators.masks``) at R=4 and R=8: measured acceleration and centre lines against the
    fastMRI definition (``round(W * cf)`` centre columns, cf = 0.08 / 0.04, expected acceleration R);
-Speed against deepinv lives in :mod:`benchmarks.operator_speed`.
+Speed against deepinv lives in :mod:`benchmarks.studies.operator_speed`.
 """
 from __future__ import annotations
 
@@ -18,10 +18,13 @@ import warnings
 import numpy as np
 import torch
 
+from ..metrics import psnr
+
 
 def _psnr(x: np.ndarray, ref: np.ndarray) -> float:
-    data_range = ref.max() - ref.min()
-    return float(10 * np.log10(data_range ** 2 / np.mean((x - ref) ** 2)))
+    """PSNR against ``ref`` with its own range as the data range."""
+    return float(psnr(torch.from_numpy(x)[None, None], torch.from_numpy(ref)[None, None],
+                      float(ref.max() - ref.min())))
 
 
 def phantom(size: int) -> np.ndarray:
@@ -101,11 +104,11 @@ def mask_reference(shape: tuple[int, int] = (320, 320), seeds: int = 100) -> lis
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--seeds", type=int, default=100)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     ct = ct_reference(args.size)
     print(f"CT, Shepp-Logan {args.size}x{args.size}, 180 views on [0, 180)")

@@ -1,7 +1,7 @@
 """What a larger training crop buys: denoising PSNR of priors trained at different crop sizes, scored side
 by side on the held-out photographs at several test sizes.
 
-``python -m benchmarks.training_size --weights START.safetensors A.safetensors B.safetensors [--sizes 64 128 256]``
+``python -m benchmarks.studies.training_size --weights START.safetensors A.safetensors B.safetensors [--sizes 64 128 256]``
 
 The intended comparison (issue 4): from one checkpoint, continue the ``natural`` recipe for equal compute
 at 32 px (batch 64) and at 64 px (batch 16, so the same pixels per step), then score the start and both

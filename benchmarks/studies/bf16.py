@@ -9,8 +9,8 @@ the same way, as the reference for the speed-up a solver can get.
 
 Usage::
 
-    python -m benchmarks.bf16                               # Gaussian deblur, 64x64, ddrm/diffpir/dps
-    python -m benchmarks.bf16 --task sr4 --solvers ddrm dps --steps 50 --repeats 3
+    python -m benchmarks.studies.bf16                               # Gaussian deblur, 64x64, ddrm/diffpir/dps
+    python -m benchmarks.studies.bf16 --task sr4 --solvers ddrm dps --steps 50 --repeats 3
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ import torch
 import priors
 from priors.testsets import load_testset
 
-from .frontier import OURS, TASKS, Counter, build_task, checkpoint_note, make_runner, timed_run
+from .frontier import OURS, TASKS, build_task, make_runner
+from .harness import checkpoint_note, counted, timed_run
 
 
 def network_times(prior_fp32, prior_bf16, x: torch.Tensor, repeats: int = 5) -> dict[str, tuple[float, float]]:
@@ -57,9 +58,9 @@ def main(argv=None) -> int:
     args = parse(argv)
     torch.set_num_threads(args.threads)
     note = checkpoint_note(args.prior)  # before loading: the weights may be refreshed while this runs
-    fp32 = priors.load(args.prior)
-    bf16 = priors.load(args.prior, dtype=torch.bfloat16)
-    counters = {"fp32": Counter(fp32.module), "bf16": Counter(bf16.module)}
+    fp32, fp32_calls = counted(priors.load(args.prior))
+    bf16, bf16_calls = counted(priors.load(args.prior, dtype=torch.bfloat16))
+    counters = {"fp32": fp32_calls, "bf16": bf16_calls}
     photos = load_testset("natural", args.size, n=args.images)
     x = torch.stack([img for _, img in photos])
     task = build_task(args.task, x, args.sigma_y, args.seed)

@@ -1,6 +1,6 @@
 """Forward + adjoint wall time of our operators against the matching deepinv physics, side by side.
 
-Run: ``python -m benchmarks.operator_speed [--device cuda] [--batch 8] [--size 256] [--repeats 20]``.
+Run: ``python -m benchmarks.studies.operator_speed [--device cuda] [--batch 8] [--size 256] [--repeats 20]``.
 Prints one row per pair with the median time of ``A(x)`` followed by ``A^H(A x)`` and the ratio
 ours / deepinv (< 1: ours is faster). Both sides use the same data, dtype (float32) and device; each
 pair is warmed up and then timed in alternation so that machine load affects both alike.
@@ -27,20 +27,13 @@ import torch
 
 import operators as ops
 
+from .harness import seconds
+
 Pair = tuple[str, Callable[[], torch.Tensor], Callable[[], torch.Tensor]]
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _time(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
-    _sync(device)
-    t = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - t
+    return seconds(fn, device)
 
 
 def blur_pairs(batch: int, size: int, device: torch.device) -> list[Pair]:
@@ -130,14 +123,14 @@ def run(batch: int = 8, size: int = 256, repeats: int = 10, device: str = "cpu")
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     print(f"torch {torch.__version__}, device {a.device}, batch {a.batch}, size {a.size}, "

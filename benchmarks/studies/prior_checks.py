@@ -1,6 +1,6 @@
 """Checks of the exact priors and the unconditional samplers, printed as Markdown tables.
 
-``python -m benchmarks.prior_checks [--n 4000] [--mc 400000]``
+``python -m benchmarks.studies.prior_checks [--n 4000] [--mc 400000]``
 
 1. ``denoise`` of a Gaussian and of a mixture against a Monte-Carlo estimate of E[x0 | x] (prior samples
    weighted by N(x; x0, sigma^2 I)) at 4 sigmas: the largest |exact - MC| in units of the MC standard error.

@@ -1,7 +1,7 @@
 """How good are the bundled priors at what a prior is for: denoising in their domain.
 
-``python -m benchmarks.prior_denoising [--size 128] [--out runs/prior_denoising]``
-``python -m benchmarks.prior_denoising --only natural --natural /path/to/run/natural.safetensors`` scores a
+``python -m benchmarks.studies.prior_denoising [--size 128] [--out runs/prior_denoising]``
+``python -m benchmarks.studies.prior_denoising --only natural --natural /path/to/run/natural.safetensors`` scores a
 training run's weights before they are shipped.
 
 PSNR of ``prior.denoise(x + sigma n, sigma)`` on the held-out sets at sigma = 0.05, 0.1, 0.2, next to
@@ -23,13 +23,10 @@ from scipy.ndimage import gaussian_filter
 import priors
 from priors.testsets import load_testset
 
+from .harness import mean_psnr as psnr
+
 SIGMAS = (0.05, 0.1, 0.2)
 FILTER_WIDTHS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
-
-
-def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
-    mse = float(((x_hat.clamp(0, 1) - x) ** 2).mean())
-    return 10 * np.log10(1.0 / mse)
 
 
 def bm3d_denoise(noisy: torch.Tensor, sigma: float) -> torch.Tensor:
