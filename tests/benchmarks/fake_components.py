@@ -93,3 +93,8 @@ def metrics(x_hat, x, op, y):
     mse = float(((x_hat - x) ** 2).mean())
     return {"psnr": 10 * math.log10(1.0 / mse),
             "residual": float((op(x_hat) - y).norm() / y.norm())}
+
+
+def mean_abs_error(x_hat, x, op, y):
+    """A single metric (named in a suite's ``metrics:`` list): one value per image."""
+    return (x_hat - x).abs().flatten(1).mean(1)
