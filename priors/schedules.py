@@ -135,6 +135,8 @@ class DiscreteVP:
           the official DPS grid: ``round(k * (n - 1) / (steps - 1))`` with the stride *accumulated* in
           float64, which rounds differently from ``"linspace"`` for some ``steps`` (e.g. 15, 21, 23;
           288 of 1..1000), and ``{0}`` for one step;
+        * ``"quad"``: DiffPIR's ``skip_type='quad'`` (``main_ddpir_*.py``): ``seq = int(sqrt(linspace(0,
+          n^2, steps)))`` with its last entry less one, visited as timesteps ``n - 1 - seq`` (999 to 0);
         * ``"stride"``: ``range(0, n, n // steps)`` reversed, DDIM's uniform skip as the official
           DDRM (``runners/diffusion.py``, ``skip = num_timesteps // timesteps``) and RED-Diff / PiGDM
           (``utils/functions.py``, ``get_timesteps``) build it: it starts at ``n - n // steps``, not
@@ -151,11 +153,15 @@ class DiscreteVP:
                 taken.append(round(at))
                 at += stride
             return torch.tensor(sorted(set(taken), reverse=True), dtype=torch.long)
+        if grid == "quad":
+            ramp = torch.linspace(0, n**2, steps, dtype=torch.float64).sqrt().floor().long()
+            ramp[-1] -= 1
+            return (n - 1) - ramp
         if grid == "stride":
             if steps > n:
                 raise ValueError(f"steps: the stride grid has at most {n} points, got {steps}")
             return torch.arange(0, n, n // steps).flip(0)
-        raise ValueError(f"grid: expected 'linspace', 'respace' or 'stride', got {grid!r}")
+        raise ValueError(f"grid: expected 'linspace', 'respace', 'quad' or 'stride', got {grid!r}")
 
     def sigmas(self, steps: int, grid: str = "linspace") -> torch.Tensor:
         """The training sigmas at :meth:`timesteps` (default: evenly spaced, DDIM's uniform skip), then 0."""

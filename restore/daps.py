@@ -14,6 +14,26 @@ Each annealing level ``sigma_t`` (EDM schedule, sigma_max down to sigma_min):
 
 Official hyper-parameters are quoted on the network's data range ([-1, 1]); here they are converted to
 image units with the prior's data range (noise levels / scale, Langevin step / scale^2).
+
+``official=True`` reproduces the official sampler (``sampler.py``, ``cores/scheduler.py``,
+``cores/mcmc.py``) where our default departs from it:
+
+* annealing levels: the official ``EDMScheduler(num_steps=N)`` builds an ``N + 1``-point rho=7 grid
+  from sigma_max to sigma_min and *drops its last point* (``discretize``: ``time_steps[:-1]``), so it
+  never visits sigma_min; ours visits ``N`` points ending at sigma_min;
+* the PF-ODE for ``x0_hat`` takes ``ode_steps`` Euler steps from ``sigma_t`` down to ``ode_sigma_min``
+  and stops there; ours takes ``ode_steps - 1`` Euler steps to ``ode_sigma_min`` and then the denoiser
+  (a last step to 0). This alone made the 0.21 relative difference of issue 13 (200 levels x 100
+  Langevin steps); ours is the clean Tweedie estimate at the end of the ODE;
+* the Langevin step decays with ``i / (N + 1)`` (``step / annealing_scheduler.num_steps``); ours ``i / N``,
+  which reaches ``lr * lr_min_ratio`` at the last level as the paper describes;
+* the start ``x_T = sigma_max n`` in network units, centred on the network's zero (0.5 in image
+  units for a [-1, 1] network); ours is centred on 0.
+
+The official DDPM checkpoints are told the noise level through the continuous VP SDE
+(``model/precond.py``, ``VPPrecond``: ``t = 999 * t_VP(sigma)``), not the discrete table our
+``DiscreteVP`` interpolates: to reproduce the official numbers with those checkpoints, wrap them with
+that conditioning (a prior property, not the solver's).
 """
 from __future__ import annotations
 
@@ -27,21 +47,27 @@ from priors.random import Generators
 from priors.schedules import karras
 
 from ._common import check_finite, check_inputs, network_scale, randn, solver_generator, unit_norm_problem
+from .official import network_zero
 
-#: Official Langevin step sizes ``lr`` per task (pixel-space DAPS-1K, network units; tau = 0.01 for all).
+#: Official Langevin step sizes ``lr`` per task (pixel-space DAPS-1K, network units; tau = 0.01 for all);
+#: :func:`restore.official.official_hyper` ("daps", task) gives them with their sources and the rest.
 #: ``lr * 2 / tau^2`` is the step times the data term's curvature, ~2 for ||A|| = 1: the official
 #: settings sit at unadjusted Langevin's stability edge, so scale ``lr`` by ``1 / ||A||^2`` elsewhere.
 LR = {"super_resolution": 1e-4, "gaussian_blur": 1e-4, "motion_blur": 5e-5, "inpainting_box": 5e-5,
       "inpainting_random": 1e-4, "phase_retrieval": 5e-5, "nonlinear_blur": 1e-5, "hdr": 2e-5}
 
 
-def ode_x0(prior: Any, x: Tensor, sigma: float, ode_steps: int, sigma_min: float) -> Tensor:
+def ode_x0(prior: Any, x: Tensor, sigma: float, ode_steps: int, sigma_min: float, official: bool = False) -> Tensor:
     """``x0_hat``: Euler steps of ``dx/dsigma = (x - D(x, sigma)) / sigma`` from ``sigma`` to 0.
 
     The levels follow Karras' rho=7 spacing down to ``sigma_min`` and then 0, so the last Euler step
-    is the denoiser itself; one step is Tweedie's ``D(x, sigma)``.
+    is the denoiser itself; one step is Tweedie's ``D(x, sigma)``. ``official``: ``ode_steps`` Euler
+    steps on ``ode_steps + 1`` levels from ``sigma`` to ``sigma_min``, ending there (no step to 0).
     """
-    levels = karras(ode_steps, min(sigma_min, sigma / 2), sigma).tolist() if ode_steps > 1 else [sigma, 0.0]
+    if official:
+        levels = karras(ode_steps + 1, min(sigma_min, sigma / 2), sigma).tolist()[:-1]
+    else:
+        levels = karras(ode_steps, min(sigma_min, sigma / 2), sigma).tolist() if ode_steps > 1 else [sigma, 0.0]
     for s, s_next in zip(levels[:-1], levels[1:]):
         x = x + (s_next - s) / s * (x - prior.denoise(x, s))
     return x
@@ -97,6 +123,7 @@ def daps(
     sigma_min: float = 0.1,
     ode_sigma_min: float = 0.01,
     r: Callable[[float], float] | None = None,
+    official: bool = False,
 ) -> Tensor:
     """Decoupled annealing posterior sampling (Zhang et al. 2025, Alg. 1); official defaults (DAPS-1K).
 
@@ -111,6 +138,7 @@ def daps(
         ``None`` uses the noise model's exact likelihood ``noise.nll`` instead.
     :param r: ``r_t`` as a function of the annealing level (image units); default ``r_t = sigma_t``
         (the official ``prior_solver="gaussian"``).
+    :param official: the official annealing grid, ODE, step-size decay and start (module docstring).
     :returns: one sample per measurement, in the precision of y (the state itself runs in float64).
     """
     check_inputs(prior, op, y, noise, steps)
@@ -118,17 +146,23 @@ def daps(
     scale = network_scale(prior)
     top = min(sigma_max / scale, prior.sigma_max)
     bottom = min(sigma_min / scale, top / 2)
-    sigmas = karras(steps, bottom, top).tolist() if steps > 1 else [top, 0.0]
+    if official:  # N + 1 levels, the last dropped, then 0
+        sigmas = karras(steps + 1, bottom, top).tolist()[:steps] + [0.0]
+    else:
+        sigmas = karras(steps, bottom, top).tolist() if steps > 1 else [top, 0.0]
     tau_img = tau / scale if tau is not None else None
     generator = solver_generator(generator, y)
     x = sigmas[0] * randn(y.new_empty((y.shape[0], *op.in_shape), dtype=torch.float64), generator)
+    if official:
+        x = x + network_zero(prior)
+    decay = steps + 1 if official else steps
     for i in range(steps):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         with torch.no_grad():
-            x0_hat = ode_x0(prior, x, sigma, ode_steps, ode_sigma_min / scale)
+            x0_hat = ode_x0(prior, x, sigma, ode_steps, ode_sigma_min / scale, official)
         if callback is not None:
             callback(dict(i=i, x=x, sigma=sigma, x0_hat=x0_hat))
-        step = lr / scale**2 * (1 + i / steps * (lr_min_ratio - 1))
+        step = lr / scale**2 * (1 + i / decay * (lr_min_ratio - 1))
         r_t = r(sigma) if r is not None else sigma
         x0 = langevin(op, y, noise, x0_hat, r_t, n_steps=langevin_steps, lr=step, tau=tau_img,
                       generator=generator)

@@ -3,6 +3,15 @@
 Kawar, Elad, Ermon, Song, "Denoising Diffusion Restoration Models", NeurIPS 2022, eq. (7)-(8)
 (the reverse process in the spectral space of A); official code: github.com/bahjat-kawar/ddrm
 (``functions/denoising.py``, ``efficient_generalized_steps``).
+
+``official=True`` reproduces the official sampler where our default departs from it on purpose:
+
+* timesteps ``range(0, 1000, 1000 // steps)`` reversed (``runners/diffusion.py``, ``skip``; ours is
+  ``linspace(999, 0, steps).round()``, shared by every solver: 0.1 to 0.6 relative difference at 20 steps);
+* the start in network units: unmeasured spectral coordinates centred on the network's zero (0.5 for a
+  [-1, 1] network; ours on 0), and the whole start divided by ``sigma_T`` where the VP state needs
+  ``sqrt(abar_T)`` (the official ``init_y / largest_sigmas``; a factor ``sqrt(1 + sigma_T^2) / sigma_T``,
+  1 + 2e-5 at t = 950), see :func:`official_ddrm_start`.
 """
 from __future__ import annotations
 
@@ -13,7 +22,9 @@ from torch import Tensor
 
 from priors.random import Generators
 
-from ._common import check_finite, check_inputs, effective_rcond, gaussian_sigma, randn, real_part, solver_generator
+from ._common import (check_finite, check_inputs, effective_rcond, gaussian_sigma, network_scale, randn, real_part,
+                      solver_generator)
+from .official import grid_sigmas, network_zero
 
 def require_svd(op: Any, solver: str) -> Any:
     """``op.svd``, or a ValueError that says what is missing and what to use instead."""
@@ -34,10 +45,27 @@ def spectral_measurement(svd: Any, y: Tensor) -> tuple[Tensor, Tensor]:
     return s, y_bar
 
 
+def official_ddrm_start(prior: Any, svd: Any, x: Tensor, measured: Tensor, sigma_T: float) -> Tensor:
+    r"""Our start ``x`` (image units) turned into the official one.
+
+    Officially the start is built in network units ``x_net = lo + w x``, where the unmeasured spectral
+    coordinates carry no offset (the network's zero), and the VP state is ``V x_bar / sigma_T`` rather
+    than ``sqrt(abar_T) V x_bar``. Seen in our VE image units that is
+    ``k x + z (1 - k P 1)``, ``k = sqrt(1 + (w sigma_T)^2) / (w sigma_T)``, ``z = -lo / w`` and ``P`` the
+    projector on the coordinates ``measured`` (those where y starts less noisy than ``x_T``).
+    """
+    w = network_scale(prior)
+    k = (1.0 + (w * sigma_T) ** 2) ** 0.5 / (w * sigma_T)
+    zero = network_zero(prior)
+    one = torch.ones((1, *x.shape[1:]), dtype=x.dtype, device=x.device)
+    p_one = real_part(svd.V(torch.where(measured, svd.Vt(one), torch.zeros_like(svd.Vt(one)))))
+    return k * x + zero * (one - k * p_one)
+
+
 @torch.no_grad()  # no autograd graph through the network: one plain forward per step
 def ddrm(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 20,
          generator: Generators = None, callback: Callable[[dict], None] | None = None,
-         eta: float = 0.85, eta_b: float = 1.0, rcond: float | None = None) -> Tensor:
+         eta: float = 0.85, eta_b: float = 1.0, rcond: float | None = None, official: bool = False) -> Tensor:
     r"""Sample ``x`` given ``y = A x + n``, ``n ~ N(0, sigma_y^2 I)``, with DDRM.
 
     In the spectral coordinates :math:`\bar x = V^T x`, :math:`\bar y = \Sigma^+ U^T y` every
@@ -66,6 +94,7 @@ def ddrm(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 20,
         official 3e-2 for noisy ``y``, 0 for exact ``y``). Without it, a direction with a tiny
         :math:`s_i` takes y's residual amplified by :math:`1/s_i` at every step, and its samples
         collapse instead of following the prior (blur kernels have many such directions).
+    :param official: the official grid and start (module docstring); needs a DDPM network prior.
     :returns: the sample, shape ``(B, *op.in_shape)``, in the real dtype of ``y``.
     :raises ValueError: ``op`` has no SVD; bad input (see :func:`restore._common.check_inputs`).
     :raises restore.SolverDiverged: the state became NaN/inf.
@@ -80,7 +109,8 @@ def ddrm(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 20,
     # sigma_y / s_i: the noise level of y_bar_i (inf where unmeasured)
     c = torch.where(measured, sigma_y / torch.where(measured, s, 1.0), torch.full_like(s, float("inf")))
     c_safe = torch.where(c > 0, c, 1.0)  # where c == 0, y is never the less noisy one
-    sigmas = prior.sigmas(steps).to(device=y.device, dtype=torch.float64)
+    sigmas = grid_sigmas(prior, steps, "stride") if official else prior.sigmas(steps)
+    sigmas = sigmas.to(device=y.device, dtype=torch.float64)
     shape = (y.shape[0], *op.in_shape)
     z = torch.zeros(shape, dtype=torch.float64, device=y.device)
 
@@ -90,7 +120,9 @@ def ddrm(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 20,
     x_bar = torch.where(start, y_bar + (sigmas[0] ** 2 - c ** 2).clamp_min(0).sqrt() * z_bar,
                         sigmas[0] * z_bar)
     x = real_part(svd.V(x_bar))
-    for i in range(steps):
+    if official:
+        x = official_ddrm_start(prior, svd, x, start, float(sigmas[0]))
+    for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         x0 = prior.denoise(x, sigma)
         if callback is not None:

@@ -3,6 +3,20 @@
 Zhu, Zhang, Liang, Cao, Wen, Timofte, Van Gool, "Denoising Diffusion Models for Plug-and-Play Image
 Restoration", CVPRW 2023, Algorithm 1; official code: github.com/yuanzhi-zhu/DiffPIR
 (``main_ddpir_deblur.py``, ``main_ddpir_sisr.py``, ``configs/*.yaml``).
+
+``official=True`` reproduces the official loop (``main_ddpir_deblur.py``, ``skip_type='quad'``,
+``eta = 0``, one inner iteration), where our default departs from it on purpose:
+
+* timesteps: the ``"quad"`` grid (:meth:`priors.schedules.DiscreteVP.timesteps`), 999 down to 0,
+  dense near 0; ours the shared ``linspace(999, 0, steps).round()``;
+* start: ``x_T`` diffused from y itself, ``sqrt(abar_T / abar_y) y + sqrt((1 - abar_T) - abar_T / abar_y
+  (1 - abar_y)) n`` in the network's VP units, ``t_y`` the timestep nearest y's noise level (SR: from
+  ``A^+ y``, where the official code upsamples y bicubically); ours is pure noise ``sigma_T n``;
+* ``x0_hat`` clipped to the data range (``clip_denoised=True`` in ``utils_model.model_fn``);
+* the last iteration: the official code spends its denoiser call, skips the data step and returns the
+  state ``x`` at t = 0 *on the VP scale* (``sqrt(abar_0) x``, not ``x0_hat``); ours takes the data
+  step at every iteration and returns the data-consistent ``x0_hat`` (``A x == y`` up to ``rho`` at zero
+  noise).
 """
 from __future__ import annotations
 
@@ -14,12 +28,30 @@ from torch import Tensor
 from priors.random import Generators
 
 from ._common import check_finite, check_inputs, float64_start, gaussian_sigma, network_scale, randn, real_part
+from .official import grid_sigmas, network_zero
+
+
+def official_diffpir_start(prior: Any, op: Any, y: Tensor, sigma_T: float, sigma_y: float, n: Tensor) -> Tensor:
+    """The official start (``main_ddpir_deblur.py``): y diffused from its own noise level to ``sigma_T``.
+
+    On the network's VP scale ``x_T = sqrt(a_T / a_y) u + sqrt((1 - a_T) - a_T / a_y (1 - a_y)) n`` with
+    ``u`` y in network units (``A^+ y`` when y is not an image of the same shape), ``a = abar`` and ``t_y``
+    the training timestep whose sigma is nearest y's noise in network units; returned in VE image units.
+    """
+    w, zero = network_scale(prior), network_zero(prior)
+    table = prior.schedule.sigma_table.to(device=y.device, dtype=torch.float64)  # network units
+    s_y = table[int((table - w * sigma_y).abs().argmin())]
+    a_T, a_y = 1.0 / (1.0 + (w * sigma_T) ** 2), float(1.0 / (1.0 + s_y ** 2))
+    u = y.real if tuple(y.shape[1:]) == tuple(op.in_shape) else real_part(op.pinv(y))
+    u_net = w * (u.to(torch.float64) - zero)
+    x_vp = (a_T / a_y) ** 0.5 * u_net + max((1 - a_T) - a_T / a_y * (1 - a_y), 0.0) ** 0.5 * n
+    return x_vp / (a_T ** 0.5 * w) + zero
 
 
 @torch.no_grad()  # no autograd graph through the network: one plain forward per step
 def diffpir(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 100,
             generator: Generators = None, callback: Callable[[dict], None] | None = None,
-            lam: float = 7.0, zeta: float = 0.3) -> Tensor:
+            lam: float = 7.0, zeta: float = 0.3, official: bool = False) -> Tensor:
     r"""Sample ``x`` given ``y = A x + n`` with DiffPIR (half-quadratic splitting in diffusion time).
 
     Algorithm 1, in the VE state :math:`x_t/\sqrt{\bar\alpha_t}` at the prior's :math:`\sigma_t`:
@@ -50,6 +82,9 @@ def diffpir(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 1
     :param steps: number of denoiser evaluations (official 100).
     :param lam: :math:`\lambda`, the weight of the prior in :math:`\rho_t`.
     :param zeta: :math:`\zeta`, the share of fresh noise in each step (0: DDIM-like, 1: all fresh).
+    :param official: the official grid, start, clipping and last step (module docstring); needs a
+        DDPM network prior. :func:`restore.official.official_hyper` gives the official
+        :math:`\lambda, \zeta` and steps per task.
     :returns: the sample ``(B, *op.in_shape)`` in the real dtype of ``y``.
     :raises restore.SolverDiverged: the state became NaN/inf.
     """
@@ -58,11 +93,20 @@ def diffpir(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 1
     out_dtype = y.real.dtype
     op, y, generator, sigmas, x = float64_start(prior, op, y, steps, generator)
     scale = network_scale(prior)
-    for i in range(steps):
+    if official:
+        n = x / sigmas[0]  # float64_start's draw, x = sigmas[0] n
+        sigmas = grid_sigmas(prior, steps, "quad").to(device=y.device, dtype=torch.float64)
+        x = official_diffpir_start(prior, op, y, float(sigmas[0]), gaussian_sigma(noise, "diffpir"), n)
+    for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         x0 = prior.denoise(x, sigma)
+        if official:
+            x0 = x0.clamp(0.0, 1.0)
         if callback is not None:
             callback(dict(i=i, x=x, sigma=sigma, x0_hat=x0))
+        if official and i == len(sigmas) - 2:  # the state at t = 0 on the VP scale, no data step
+            x = (x - network_zero(prior)) / (1.0 + float(scale * sigma) ** 2) ** 0.5 + network_zero(prior)
+            break
         rho = lam * sigma_n ** 2 / float(scale * sigma) ** 2
         x0 = real_part(op.prox(x0, y, rho))
         eps = (x - x0) / sigma

@@ -23,9 +23,10 @@ from ._common import check_finite, check_inputs, gaussian_sigma, real_part
 SIGMA_FIRST, SIGMA_FLOOR = 49 / 255, 0.255 / 255
 
 
-def dpir_sigmas(steps: int, sigma_y: float, sigma_first: float = SIGMA_FIRST) -> Tensor:
-    """The denoiser's noise levels: log-uniform from ``sigma_first`` down to ``max(sigma_y, 0.255/255)``."""
-    last = max(sigma_y, SIGMA_FLOOR)
+def dpir_sigmas(steps: int, sigma_y: float, sigma_first: float = SIGMA_FIRST, sigma_last: float | None = None) -> Tensor:
+    """The denoiser's noise levels: log-uniform from ``sigma_first`` down to ``sigma_last``, by default
+    ``max(sigma_y, 0.255/255)`` (the official deblurring ``modelSigma2``; SR uses ``max(sf, 255 sigma_y) / 255``)."""
+    last = max(sigma_y, SIGMA_FLOOR) if sigma_last is None else sigma_last
     return torch.logspace(math.log10(sigma_first), math.log10(min(last, sigma_first)), steps, dtype=torch.float64)
 
 
@@ -46,7 +47,7 @@ def mean_level(op: Any, y: Tensor) -> Tensor:
 @torch.no_grad()  # no autograd graph through the network: one plain forward per step
 def dpir(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 8,
          generator: Generators = None, callback: Callable[[dict], None] | None = None,
-         lam: float = 0.23, sigma_first: float = SIGMA_FIRST) -> Tensor:
+         lam: float = 0.23, sigma_first: float = SIGMA_FIRST, sigma_last: float | None = None) -> Tensor:
     r"""Estimate ``x`` from ``y = A x + n`` with DPIR's half-quadratic splitting.
 
     For :math:`k = 1..K`, with :math:`\sigma_k` log-uniform from :math:`\sigma_1` to the noise level
@@ -69,17 +70,21 @@ def dpir(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 8,
     :param generator: unused (DPIR is deterministic); accepted for the shared signature.
     :param lam: :math:`\lambda` (official 0.23).
     :param sigma_first: :math:`\sigma_1` (official 49/255).
+    :param sigma_last: :math:`\sigma_K` (default the noise level floored at 0.255/255, as the official
+        deblurring; the official SR x4 uses 4/255, see :func:`restore.official.official_hyper`).
     :returns: the estimate ``(B, *op.in_shape)`` in the real dtype of ``y``.
     :raises restore.SolverDiverged: the state became NaN/inf.
     """
     check_inputs(prior, op, y, noise, steps)
     if lam <= 0 or sigma_first <= 0:
         raise ValueError(f"lam and sigma_first: expected positive values, got {lam} and {sigma_first}")
+    if sigma_last is not None and not sigma_last > 0:
+        raise ValueError(f"sigma_last: expected a positive noise level, got {sigma_last}")
     sigma_y = gaussian_sigma(noise, "dpir")
     out_dtype = y.real.dtype
     op = op.to(dtype=torch.float64)
     y = y.to(torch.complex128 if y.is_complex() else torch.float64)
-    sigmas = dpir_sigmas(steps, sigma_y, sigma_first)
+    sigmas = dpir_sigmas(steps, sigma_y, sigma_first, sigma_last)
     rhos = (lam * max(sigma_y, SIGMA_FLOOR) ** 2 / sigmas ** 2).tolist()
     sigmas = sigmas.to(y.device)
     x = mean_level(op, y)

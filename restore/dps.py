@@ -15,6 +15,22 @@ the residual norm taken through the network (the paper's ``zeta_i = zeta / ||y -
 Written in the VE parametrisation ``x = x_t / sqrt(abar)`` (image units) the ancestral step is the
 DDPM posterior ``q(x_{i-1} | x_i, x0_hat)``; ``zeta`` keeps the official meaning (a step on the
 VP state of a network on its own data range), converted exactly: see :func:`vp_step_scale`.
+
+``official=True`` reproduces the official sampler (``guided_diffusion/gaussian_diffusion.py``) in every
+detail that differs from our default, each a departure kept on purpose there:
+
+* timesteps ``space_timesteps(1000, [steps])`` (``"respace"``, the stride accumulated in float64; ours
+  rounds ``linspace(999, 0, steps)``: the same grid for 10, 20, 50, 100, 1000 steps, not for 15, 21, ...);
+* start ``x_T ~ N(0, I)`` in the network's VP units (:func:`restore.official.official_start`; ours is
+  ``sigma_T n`` in image units, centred on 0 rather than on the network's zero: 3e-3 after one step);
+* the ancestral step's variance from the network's learned range where it has one
+  (``model_var_type: learned_range``, the FFHQ and ImageNet checkpoints; ours is the DDPM posterior
+  variance: 1.6e-3 after 10 steps on a network with a variance head);
+* ``x0_hat`` clipped to the data range (``clip_denoised: True``) unless ``clip`` says otherwise.
+
+Kept in both modes: the official step takes the gradient of the residual norm *of the whole batch*
+(``torch.linalg.norm(difference)``), which couples images; ours takes one norm per image, so each image
+is solved as if alone (identical for batch size 1).
 """
 from __future__ import annotations
 
@@ -26,10 +42,12 @@ from torch import Tensor
 from priors.random import Generators
 
 from ._common import check_finite, check_inputs, network_scale, randn, solver_generator, unit_norm_problem
+from .official import grid_sigmas, learned_range_std, official_start
 
 __all__ = ["dps", "vp_step_scale", "residual_norm", "ancestral_step"]
 
-#: Official step sizes ``zeta`` per task (FFHQ/ImageNet configs of the DPS code).
+#: Official step sizes ``zeta`` per task (FFHQ/ImageNet configs of the DPS code); the same values, with
+#: their sources, are in :mod:`restore.official` (``official_hyper("dps", task)``).
 ZETA = {"super_resolution": 0.3, "gaussian_blur": 0.3, "motion_blur": 0.3, "inpainting": 0.5,
         "phase_retrieval": 1.0}
 
@@ -61,15 +79,18 @@ def residual_norm(noise: Any, y: Tensor, y_pred: Tensor) -> Tensor:
     return torch.linalg.vector_norm(r, dim=1)
 
 
-def ancestral_step(x: Tensor, x0: Tensor, sigma: float, sigma_next: float, z: Tensor | None) -> Tensor:
+def ancestral_step(x: Tensor, x0: Tensor, sigma: float, sigma_next: float, z: Tensor | None,
+                   std: Tensor | float | None = None) -> Tensor:
     """DDPM's ``q(x_{i-1} | x_i, x0)`` in VE form (Ho et al. 2020, eq. 7, divided by ``sqrt(abar)``).
 
-    Mean ``x0 + (s'^2 / s^2) (x - x0)``, variance ``s'^2 (s^2 - s'^2) / s^2``; ``z`` is unused at ``s' = 0``.
+    Mean ``x0 + (s'^2 / s^2) (x - x0)``, variance ``s'^2 (s^2 - s'^2) / s^2`` (or ``std**2``, e.g. a
+    learned variance); ``z`` is unused at ``s' = 0``.
     """
     ratio = (sigma_next / sigma) ** 2
     x_next = x0 + ratio * (x - x0)
     if sigma_next > 0:
-        x_next = x_next + (ratio * (sigma**2 - sigma_next**2)) ** 0.5 * z
+        std = (ratio * (sigma**2 - sigma_next**2)) ** 0.5 if std is None else std
+        x_next = x_next + std * z
     return x_next
 
 
@@ -84,6 +105,7 @@ def dps(
     callback: Callable[[dict], None] | None = None,
     zeta: float = 1.0,
     clip: tuple[float, float] | None = None,
+    official: bool = False,
 ) -> Tensor:
     """Diffusion Posterior Sampling (Chung et al. 2023, Alg. 1 / Alg. 2).
 
@@ -95,21 +117,28 @@ def dps(
     :param zeta: step size as in the official configs (:data:`ZETA`: 0.3 blur / SR, 0.5 inpainting,
         1.0 phase retrieval), defined on the network's own data range and VP state.
     :param clip: clamp ``x0_hat`` to this range before use (the official code clips to the data
-        range, i.e. ``(0, 1)`` for images); ``None`` keeps the exact denoiser output.
+        range, i.e. ``(0, 1)`` for images); ``None`` keeps the exact denoiser output (with
+        ``official=True``: ``(0, 1)``).
+    :param official: the official grid, start, learned variance and clipping (module docstring); needs
+        a network prior on a discrete DDPM schedule.
     :returns: one posterior sample per measurement, in the precision of y (the state runs in float64).
     """
     check_inputs(prior, op, y, noise, steps)
     op, y, noise = unit_norm_problem(op, y, noise)
     scale = network_scale(prior)
-    sigmas = prior.sigmas(steps).tolist()
+    sigmas = (grid_sigmas(prior, steps, "respace") if official else prior.sigmas(steps)).tolist()
+    if official and clip is None:
+        clip = (0.0, 1.0)
+    learned = official and getattr(prior, "learned_variance", False)
     generator = solver_generator(generator, y)
-    x = sigmas[0] * randn(y.new_empty((y.shape[0], *op.in_shape), dtype=torch.float64), generator)
+    n = randn(y.new_empty((y.shape[0], *op.in_shape), dtype=torch.float64), generator)
+    x = official_start(prior, sigmas[0], n) if official else sigmas[0] * n
     work_dtype = y.real.dtype  # the operator runs in the measurement's (real) precision
-    for i in range(steps):
+    for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         with torch.enable_grad():  # the VJP through the network, also when called under no_grad
             x_i = x.requires_grad_(True)
-            x0 = prior.denoise(x_i, sigma)
+            x0, v = prior.denoise_and_variance(x_i, sigma) if learned else (prior.denoise(x_i, sigma), None)
             if clip is not None:
                 x0 = x0.clamp(*clip)
             norm = residual_norm(noise, y, op(x0.to(work_dtype)))
@@ -118,7 +147,8 @@ def dps(
         if callback is not None:
             callback(dict(i=i, x=x, sigma=sigma, x0_hat=x0))
         z = randn(x0, generator) if sigma_next > 0 else None
-        x = ancestral_step(x, x0, sigma, sigma_next, z)
+        std = learned_range_std(v.detach(), sigma, sigma_next, scale) if v is not None and sigma_next > 0 else None
+        x = ancestral_step(x, x0, sigma, sigma_next, z, std)
         x = x - (zeta * vp_step_scale(sigma, sigma_next, scale)) * grad
         check_finite(x, i, sigma)
     return x.to(y.real.dtype)

@@ -30,7 +30,7 @@ def test_exact_for_isotropic_gaussian(eta, sliced_wasserstein, iso_problem):
     post = prior.posterior(op, y, noise)
     exact, exact2 = post.sample(N, generator=g), post.sample(N, generator=g)
     floor = sliced_wasserstein(exact, exact2)
-    xs = pigdm(prior, op, y.expand(N, -1), noise, steps=200, eta=eta, generator=torch.Generator().manual_seed(0))
+    xs = pigdm(prior, op, y.expand(N, -1), noise, steps=200, ddim_eta=eta, generator=torch.Generator().manual_seed(0))
     err, se = _mean_error(xs, post)
     sw = sliced_wasserstein(xs, exact)
     print(f"\npigdm iso eta={eta}: SW={sw:.4f} floor={floor:.4f} mean_err={err:.4f} se={se:.4f}")
@@ -41,7 +41,7 @@ def test_exact_for_isotropic_gaussian(eta, sliced_wasserstein, iso_problem):
 def test_noiseless_uses_pseudoinverse_and_fits_y(iso_problem):
     # sigma_y = 0: y is met exactly and the unmeasured directions keep the prior's N(P_null m, I).
     prior, op, y, noise, _ = iso_problem(0.0)
-    xs = pigdm(prior, op, y.expand(N, -1), noise, steps=200, eta=1.0, generator=torch.Generator().manual_seed(1))
+    xs = pigdm(prior, op, y.expand(N, -1), noise, steps=200, ddim_eta=1.0, generator=torch.Generator().manual_seed(1))
     assert float((op(xs) - y).abs().max()) < 1e-2
     A = op.A
     null = torch.eye(4, dtype=torch.float64) - torch.linalg.pinv(A) @ A
@@ -55,7 +55,7 @@ def test_mixture_is_close_but_biased(gmm_noisy, sliced_wasserstein):
     # The Gaussian p(x0|x_t) is wrong for a mixture; PiGDM must still land far nearer the posterior
     # than the prior does (observed: SW 0.24 against the prior's 0.62).
     p = gmm_noisy
-    xs = pigdm(p.prior, p.op, p.y.expand(N, -1), p.noise, steps=200, eta=1.0,
+    xs = pigdm(p.prior, p.op, p.y.expand(N, -1), p.noise, steps=200, ddim_eta=1.0,
                generator=torch.Generator().manual_seed(0))
     prior_sw = sliced_wasserstein(p.prior.sample(N, generator=torch.Generator().manual_seed(5)), p.exact)
     sw = sliced_wasserstein(xs, p.exact)
