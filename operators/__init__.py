@@ -1,7 +1,8 @@
 """Forward operators ``y = A(x) + noise`` for imaging inverse problems (DESIGN §3).
 
 ``import operators as ops``. The operator algebra and its conventions are in :mod:`operators.linear`;
-``ops.check(op)`` tests any operator; ``ops.REGISTRY`` builds a small instance of every shipped one.
+``ops.check(op)`` tests any operator (the test suite's ``tests/operators/operator_cases.py`` builds a
+small instance of every shipped one).
 """
 from . import kernels, masks
 from .blur import Blur
@@ -15,10 +16,9 @@ from .matrix import Matrix
 from .mri import MRI, estimate_coil_maps
 from .noise import GaussianNoise, PoissonGaussianNoise, PoissonNoise
 from .phase_retrieval import PhaseRetrieval
-from .registry import REGISTRY
 
 __all__ = [
-    "LinearOperator", "Operator", "FunctionOperator", "Identity", "SVD", "cg", "check", "REGISTRY",
+    "LinearOperator", "Operator", "FunctionOperator", "Identity", "SVD", "cg", "check",
     "Inpainting", "Blur", "Downsample", "Matrix", "MRI", "estimate_coil_maps", "CT", "fbp", "PhaseRetrieval",
     "GaussianNoise", "PoissonNoise", "PoissonGaussianNoise", "from_deepinv", "to_deepinv", "kernels", "masks",
 ]

@@ -164,20 +164,31 @@ def _check_linear(A: LinearOperator, x: Tensor, y: Tensor, g: torch.Generator, r
             res["svd_nonnegative"] = math.inf
 
 
-def main() -> None:
-    """``python -m operators.check``: the conformance check over every shipped operator (ops.REGISTRY),
-    printing each one's dot-test relative error (every other check raises if it fails)."""
-    from .linear import LinearOperator
-    from .registry import REGISTRY
+def main(argv: list[str] | None = None) -> None:
+    """``python -m operators.check [FILE.py:NAME]``: the conformance check over a dict of zero-argument
+    operator factories (default: every shipped operator, the test suite's
+    ``tests/operators/operator_cases.py:CASES`` of a checkout), printing each one's dot-test relative
+    error (every other check raises if it fails)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
 
+    from .linear import LinearOperator
+
+    argv = sys.argv[1:] if argv is None else argv
+    default = Path(__file__).resolve().parent.parent / "tests" / "operators" / "operator_cases.py"
+    path, _, name = (argv[0] if argv else f"{default}:CASES").rpartition(":")
+    spec = importlib.util.spec_from_file_location("operator_cases", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     print(f"{'operator':<28}{'float64 dot':>22}{'complex128 dot':>22}")
     worst = {"float64": 0.0, "complex128": 0.0}
-    for name, factory in REGISTRY.items():
+    for label, factory in getattr(module, name).items():
         op = factory()
         if not isinstance(op, LinearOperator):
             continue
         report = check(op)
-        row = f"{name:<28}"
+        row = f"{label:<28}"
         for d in worst:
             worst[d] = max(worst[d], report[d]["dot"])
             row += f"{report[d]['dot']:>22.2e}"

@@ -4,14 +4,15 @@ import pytest
 import torch
 
 import operators as ops
+from operator_cases import CASES
 from operators.linear import LinearOperator, rdot
 
-NAMES = sorted(ops.REGISTRY)
+NAMES = sorted(CASES)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_conformance(name):
-    op = ops.REGISTRY[name]()
+    op = CASES[name]()
     report = ops.check(op, dtype=(torch.float64, torch.complex128), generator=torch.Generator().manual_seed(0))
     if isinstance(op, LinearOperator):
         for dtype in ("float64", "complex128"):
@@ -22,7 +23,7 @@ def test_conformance(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_pure_and_h_cached(name):
     """Calling an operator leaves its public state unchanged and H/N are cached objects."""
-    op = ops.REGISTRY[name]()
+    op = CASES[name]()
     x = torch.randn(2, *op.in_shape, generator=torch.Generator().manual_seed(1))
     public = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in vars(op).items()
               if not k.startswith("_") and k not in ("H", "N", "svd")}

@@ -1,22 +1,23 @@
-"""``REGISTRY``: name -> zero-argument factory building a small, deterministic instance of every shipped
-operator (and of the algebra's compound operators), for the parametrized conformance tests."""
+"""``CASES``: name -> zero-argument factory building a small, deterministic instance of every shipped
+operator (and of the algebra's compound operators), for the parametrized conformance tests
+(``test_check_all.py``) and ``python -m operators.check``. A new operator adds a line here."""
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
 
-from . import kernels, masks
-from .blur import Blur
-from .ct import CT
-from .downsample import Downsample
-from .inpainting import Inpainting
-from .linear import Identity, _Base
-from .matrix import Matrix
-from .mri import MRI
-from .phase_retrieval import PhaseRetrieval
+from operators import kernels, masks
+from operators.blur import Blur
+from operators.ct import CT
+from operators.downsample import Downsample
+from operators.inpainting import Inpainting
+from operators.linear import Identity, _Base
+from operators.matrix import Matrix
+from operators.mri import MRI
+from operators.phase_retrieval import PhaseRetrieval
 
-__all__ = ["REGISTRY"]
+__all__ = ["CASES"]
 
 
 def _g(seed: int) -> torch.Generator:
@@ -36,13 +37,13 @@ def _coil_maps(K: int, H: int, W: int, seed: int) -> torch.Tensor:
 def _deepinv_blur() -> _Base:
     import deepinv
 
-    from .interop import from_deepinv
+    from operators.interop import from_deepinv
 
     physics = deepinv.physics.BlurFFT(img_size=(1, 12, 12), filter=kernels.gaussian(5, 1.0)[None, None])
     return from_deepinv(physics, in_shape=(1, 12, 12))
 
 
-REGISTRY: dict[str, Callable[[], _Base]] = {
+CASES: dict[str, Callable[[], _Base]] = {
     "identity": lambda: Identity((2, 5)),
     "matrix_wide": lambda: Matrix(torch.randn(5, 8, generator=_g(0))),
     "matrix_tall": lambda: Matrix(torch.randn(8, 5, generator=_g(1))),
