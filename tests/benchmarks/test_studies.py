@@ -72,3 +72,24 @@ def test_prior_checks_tables(capsys):
     prior_checks.sampler_table(n=64, n_floor=2, seeds=1)
     out = capsys.readouterr().out
     assert "## 1." in out and "## 2." in out and "## 3." in out
+
+
+def test_compare_runs_finds_equal_runs_equal_and_a_changed_metric(tmp_path, capsys):
+    import json
+    import sqlite3
+
+    from benchmarks import runner
+    from benchmarks.studies import compare_runs
+    from benchmarks.suite import load_suite
+    from test_runner import SUITE, write_suite
+    suite = json.loads(json.dumps(SUITE))
+    suite["tasks"][0]["solvers"], suite["seeds"] = ["same", "boom"], [0]
+    for out in ("a", "b"):
+        runner.run(load_suite(str(write_suite(tmp_path / "suite", suite))), tmp_path / out, progress=False)
+    problems, summary = compare_runs.compare(tmp_path / "a", tmp_path / "b")
+    assert problems == [] and summary["compared"] == summary["same_keys"] == 4
+    with sqlite3.connect(tmp_path / "b" / "results.sqlite") as db:
+        db.execute("UPDATE images SET metrics = json_set(metrics, '$.psnr', 1.0) WHERE image = 'img0'")
+    problems, summary = compare_runs.compare(tmp_path / "a", tmp_path / "b")
+    assert problems and all("img0.psnr" in p for p in problems) and summary["max_abs_diff"] > 1
+    assert compare_runs.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 1
