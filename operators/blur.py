@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import _validate as V
 from .linear import SVD, FunctionOperator, LinearOperator, complex_dtype, real_dtype
 
 __all__ = ["Blur"]
@@ -63,22 +64,21 @@ class Blur(LinearOperator):
     """
 
     def __init__(self, kernel: Tensor, in_shape: Sequence[int], boundary: str = "circular"):
-        if not isinstance(kernel, Tensor):
-            raise TypeError(f"kernel must be a torch.Tensor, got {type(kernel).__name__}")
-        if not kernel.is_floating_point():
-            raise TypeError(f"kernel must be a real floating tensor, got {kernel.dtype}")
-        in_shape = tuple(int(d) for d in in_shape)
-        if len(in_shape) != 3:
-            raise ValueError(f"in_shape must be (C, H, W), got {in_shape}")
+        kernel = V.tensor(kernel, "kernel", kind="float", ndim=(2, 3), layout="(kh, kw) or (C, kh, kw)")
+        in_shape = V.shape(in_shape, "in_shape", ndim=3, layout="(C, H, W)")
         C, H, W = in_shape
-        if kernel.ndim not in (2, 3) or (kernel.ndim == 3 and kernel.shape[0] not in (1, C)):
-            raise ValueError(f"kernel must be (kh, kw) or ({C}, kh, kw), got shape {tuple(kernel.shape)}")
+        if kernel.ndim == 3 and kernel.shape[0] not in (1, C):
+            raise ValueError(f"kernel: expected (kh, kw) or ({C}, kh, kw), got shape {tuple(kernel.shape)}")
         kh, kw = kernel.shape[-2:]
         if kh > H or kw > W:
-            raise ValueError(f"kernel of size {kh}x{kw} is larger than the image {H}x{W}")
+            raise ValueError(f"kernel: expected a size that fits the image {H}x{W}, got {kh}x{kw}")
+        total, mass = kernel.double().sum((-2, -1)), kernel.double().abs().sum((-2, -1))
+        if bool((total.abs() <= 64 * torch.finfo(kernel.dtype).eps * mass).any()):
+            raise ValueError("kernel: expected a non-zero sum (a blur keeps the mean), got a kernel summing to 0")
         if boundary not in ("circular", "zeros"):
             raise ValueError(f"boundary must be 'circular' or 'zeros', got {boundary!r}")
         super().__init__(in_shape, in_shape, f"Blur[{boundary}]")
+        kernel = kernel if kernel.dtype in (torch.float32, torch.float64) else kernel.float()  # no half FFT on CPUs
         self.kernel = kernel if kernel.ndim == 3 else kernel[None]
         self.boundary = boundary
 

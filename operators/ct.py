@@ -29,6 +29,7 @@ import scipy.sparse
 import torch
 from torch import Tensor
 
+from . import _validate as V
 from .linear import LinearOperator, real_dtype
 
 __all__ = ["CT", "fbp", "radon_matrix"]
@@ -84,6 +85,28 @@ def radon_matrix(img_size: int, angles: Sequence[float], n_detectors: int) -> sc
     return scipy.sparse.csr_matrix((vals, (rows, cols)), shape=(n_detectors * n_views, n * n))
 
 
+def _angles(angles, name: str = "angles") -> np.ndarray:
+    """Projection angles in degrees as a non-empty, finite float64 numpy vector; an int is a number of views
+    uniform on [0, 180)."""
+    if isinstance(angles, (int, np.integer)) and not isinstance(angles, (bool, np.bool_)):
+        n = V.integer(angles, name, low=1)
+        return np.arange(n) * (180.0 / n)
+    if isinstance(angles, (float, np.floating)):
+        raise TypeError(f"{name}: expected an int number of views or a sequence of angles in degrees, got {angles!r}")
+    if not isinstance(angles, Tensor):
+        if isinstance(angles, (str, bytes)) or not isinstance(angles, (Sequence, np.ndarray)):
+            raise TypeError(f"{name}: expected an int number of views or a sequence of angles in degrees, "
+                            f"got {V.describe(angles)}")
+        try:
+            angles = torch.as_tensor(np.asarray(angles, dtype=np.float64))
+        except (TypeError, ValueError):
+            raise TypeError(f"{name}: expected a sequence of real numbers (degrees)") from None
+    angles = V.tensor(angles, name, kind="real", ndim=(0, 1), layout="a 1-D sequence of angles")
+    if angles.dtype == torch.bool:
+        raise TypeError(f"{name}: expected real numbers (degrees), got a torch.bool tensor")
+    return np.asarray(angles.detach().cpu().reshape(-1), dtype=np.float64)
+
+
 def _to_torch_csr(m: scipy.sparse.csr_matrix, dtype: torch.dtype) -> Tensor:
     m.sort_indices()
     with warnings.catch_warnings():
@@ -120,20 +143,9 @@ class CT(LinearOperator):
 
     def __init__(self, img_size: int, angles: int | Sequence[float] | Tensor | None = None,
                  n_detectors: int | None = None):
-        if not isinstance(img_size, (int, np.integer)) or isinstance(img_size, bool) or img_size < 2:
-            raise ValueError(f"CT: img_size must be an int >= 2, got {img_size!r}")
-        if angles is None:
-            angles = 180
-        if isinstance(angles, (int, np.integer)) and not isinstance(angles, bool):
-            if angles < 1:
-                raise ValueError(f"CT: angles (number of views) must be >= 1, got {angles}")
-            angles = np.arange(angles) * (180.0 / angles)
-        angles = np.asarray(torch.as_tensor(angles).detach().cpu(), dtype=np.float64).reshape(-1)
-        if angles.size == 0:
-            raise ValueError("CT: angles must be non-empty")
-        n_detectors = int(img_size) if n_detectors is None else n_detectors
-        if not isinstance(n_detectors, (int, np.integer)) or n_detectors < 1:
-            raise ValueError(f"CT: n_detectors must be a positive int, got {n_detectors!r}")
+        img_size = V.integer(img_size, "img_size", low=2)
+        angles = _angles(180 if angles is None else angles)
+        n_detectors = img_size if n_detectors is None else V.integer(n_detectors, "n_detectors", low=1)
         self.img_size = int(img_size)
         self._angles = angles  # numpy float64, out of reach of ``to()`` casts
         self.n_detectors = int(n_detectors)
@@ -145,15 +157,15 @@ class CT(LinearOperator):
     @classmethod
     def sparse_view(cls, img_size: int, n_views: int, n_detectors: int | None = None) -> "CT":
         """``n_views`` angles uniform on [0, 180) (DiffusionMBIR: 8/4/2 views, 363 detectors at 256)."""
-        return cls(img_size, int(n_views), n_detectors)
+        return cls(img_size, V.integer(n_views, "n_views", low=1), n_detectors)
 
     @classmethod
     def limited_angle(cls, img_size: int, max_angle: float = 90.0, n_views: int | None = None,
                       n_detectors: int | None = None, start: float = 0.0) -> "CT":
         """Views uniform on ``[start, start + max_angle)`` degrees, one per degree by default."""
-        if not 0 < max_angle <= 180:
-            raise ValueError(f"CT.limited_angle: max_angle must be in (0, 180], got {max_angle}")
-        n_views = max(1, int(round(max_angle))) if n_views is None else int(n_views)
+        max_angle = V.number(max_angle, "max_angle", low=0.0, high=180.0, low_open=True)
+        start = V.number(start, "start")
+        n_views = max(1, int(round(max_angle))) if n_views is None else V.integer(n_views, "n_views", low=1)
         return cls(img_size, start + np.arange(n_views) * (max_angle / n_views), n_detectors)
 
     @property
@@ -238,16 +250,20 @@ def fbp(op_or_angles: CT | Sequence[float] | Tensor, y: Tensor, filter: str = "r
     :param img_size: output side N; default the operator's, or ``n_detectors``.
     :return: images ``(B, C, N, N)`` on ``y``'s device.
     """
-    if filter not in _FILTERS:
-        raise ValueError(f"fbp: filter must be one of {_FILTERS}, got {filter!r}")
+    filter = V.choice(filter, "filter", _FILTERS)
     if isinstance(op_or_angles, CT):
-        angles, img_size = op_or_angles.angles, img_size or op_or_angles.img_size
+        angles = op_or_angles.angles
+        img_size = op_or_angles.img_size if img_size is None else img_size
     else:
-        angles = torch.as_tensor(op_or_angles, dtype=torch.float64).reshape(-1)
+        angles = torch.from_numpy(_angles(op_or_angles, "op_or_angles"))
+    y = V.tensor(y, "y", kind="float", check_finite=False)
     if y.dim() != 4 or y.shape[-1] != angles.numel():
-        raise ValueError(f"fbp: y must be (B, C, n_detectors, {angles.numel()}), got {tuple(y.shape)}")
+        raise ValueError(f"y must be (B, C, n_detectors, {angles.numel()}), got {tuple(y.shape)}")
+    V.tensor(y, "y", kind="float")  # empty, NaN, inf
+    out_dtype = y.dtype
+    y = y if out_dtype in (torch.float32, torch.float64) else y.float()  # no half-precision FFT on the CPU
     n_det = y.shape[-2]
-    img_size = n_det if img_size is None else int(img_size)
+    img_size = n_det if img_size is None else V.integer(img_size, "img_size", low=1)
     circle = n_det <= img_size
     # Like iradon: a circle-support sinogram is zero-padded to the image diagonal first, so that the
     # filtered projection (which the ramp spreads past the detector) is kept there too; then the
@@ -276,4 +292,4 @@ def fbp(op_or_angles: CT | Sequence[float] | Tensor, y: Tensor, filter: str = "r
     if circle:
         radius = img_size // 2
         out = out * ((rows ** 2 + cols ** 2) <= radius ** 2).to(dtype)
-    return out
+    return out.to(out_dtype)

@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from . import _validate as V
 from .blur import _real_parts
 from .linear import SVD, FunctionOperator, LinearOperator, real_dtype
 
@@ -35,8 +36,10 @@ def resize_matrix(n: int, factor: int, filter: str = "bicubic") -> Tensor:
     * ``"gaussian"``: :math:`\exp(-(u_i - j)^2 / (2 f^2))` truncated at :math:`3f` (std = factor, as
       deepinv's ``Downsampling(filter="gaussian")``).
     """
-    if not isinstance(factor, int) or factor < 1:
-        raise ValueError(f"factor must be a positive int, got {factor!r}")
+    n = V.integer(n, "n", low=1)
+    factor = V.integer(factor, "factor", low=1)
+    if factor > n:
+        raise ValueError(f"factor: expected at most n = {n}, got {factor}")
     m = n // factor
     centre = factor * torch.arange(m, dtype=torch.float64) + (factor - 1) / 2
     if filter == "box":
@@ -78,16 +81,12 @@ class Downsample(LinearOperator):
     """
 
     def __init__(self, in_shape: Sequence[int], factor: int, filter: str = "bicubic"):
-        in_shape = tuple(int(d) for d in in_shape)
-        if len(in_shape) != 3:
-            raise ValueError(f"in_shape must be (C, H, W), got {in_shape}")
-        if not isinstance(factor, int) or factor < 2:
-            raise ValueError(f"factor must be an int >= 2, got {factor!r}")
+        in_shape = V.shape(in_shape, "in_shape", ndim=3, layout="(C, H, W)")
+        factor = V.integer(factor, "factor", low=2)
         C, H, W = in_shape
         if H % factor or W % factor:
-            raise ValueError(f"factor {factor} must divide the image size {H}x{W}")
-        if filter not in ("box", "bicubic", "gaussian"):
-            raise ValueError(f"filter must be 'box', 'bicubic' or 'gaussian', got {filter!r}")
+            raise ValueError(f"factor: expected a divisor of the image size {H}x{W}, got {factor}")
+        filter = V.choice(filter, "filter", ("box", "bicubic", "gaussian"))
         super().__init__(in_shape, (C, H // factor, W // factor), f"Downsample[{filter}x{factor}]")
         self.factor, self.filter = factor, filter
         self.Wh = resize_matrix(H, factor, filter)

@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from . import _validate as V
 from .linear import SVD, LinearOperator
 
 __all__ = ["Inpainting"]
@@ -30,20 +31,17 @@ class Inpainting(LinearOperator):
     """
 
     def __init__(self, mask: Tensor, in_shape: Sequence[int] | None = None):
-        if not isinstance(mask, Tensor):
-            raise TypeError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
-        if mask.is_complex():
-            raise TypeError("mask must be real (0/1 or bool), got a complex tensor")
-        in_shape = tuple(mask.shape) if in_shape is None else tuple(in_shape)
+        mask = V.tensor(mask, "mask", kind="real", check_finite=False)  # binary() below rejects NaN/inf
+        if mask.ndim == 0:
+            raise ValueError("mask: expected at least one dimension, got a 0-d tensor")
+        in_shape = tuple(mask.shape) if in_shape is None else V.shape(in_shape, "in_shape")
         try:
             full = torch.broadcast_shapes(mask.shape, in_shape)
         except RuntimeError:
             full = None
         if full != in_shape:
-            raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to in_shape {in_shape}")
-        mask = mask.float() if not mask.is_floating_point() else mask
-        if not bool(((mask == 0) | (mask == 1)).all()):
-            raise ValueError("mask must be binary (0/1 or bool)")
+            raise ValueError(f"mask: expected a shape that broadcasts to in_shape {in_shape}, got {tuple(mask.shape)}")
+        mask = V.binary(mask, "mask")
         super().__init__(in_shape, in_shape, "Inpainting")
         self.mask = mask
 

@@ -15,32 +15,30 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import _validate as V
 from .masks import _gen
 
 __all__ = ["gaussian", "motion", "uniform"]
 
 
 def _check_size(size: int) -> int:
-    if not isinstance(size, int) or size <= 0:
-        raise ValueError(f"size must be a positive int, got {size!r}")
-    return size
+    return V.integer(size, "size", low=1)
 
 
 def gaussian(size: int, std: float) -> Tensor:
     r""":math:`k(i, j) \propto \exp(-(i^2 + j^2) / (2\,\mathrm{std}^2))` on a ``size x size`` grid centred
     at ``size // 2``, normalised to sum 1."""
-    _check_size(size)
-    if std <= 0:
-        raise ValueError(f"std must be positive, got {std}")
+    size = _check_size(size)
+    std = V.number(std, "std", low=0.0, low_open=True)
     t = torch.arange(size, dtype=torch.float64) - size // 2
-    g = torch.exp(-t ** 2 / (2 * std ** 2))
+    g = torch.exp(-0.5 * (t / std) ** 2)  # not t^2 / (2 std^2): that is 0/0 once std^2 underflows
     k = g[:, None] * g[None, :]
     return (k / k.sum()).float()
 
 
 def uniform(size: int) -> Tensor:
     """Box average over ``size x size`` pixels."""
-    _check_size(size)
+    size = _check_size(size)
     return torch.full((size, size), 1.0 / size ** 2)
 
 
@@ -116,9 +114,8 @@ def motion(size: int = 61, intensity: float = 0.5, generator: torch.Generator | 
     :param size: kernel side (pixels).
     :param intensity: in [0, 1]; 0 gives a straight streak, 1 a strongly curved path.
     """
-    _check_size(size)
-    if not 0.0 <= intensity <= 1.0:
-        raise ValueError(f"intensity must be in [0, 1], got {intensity}")
+    size = _check_size(size)
+    intensity = V.number(intensity, "intensity", low=0.0, high=1.0)
     g = _gen(generator)
     n = 2 * size
     diagonal = math.sqrt(2) * n

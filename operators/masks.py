@@ -19,6 +19,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from . import _validate as V
+
 __all__ = ["random", "box", "freeform", "fastmri_random", "fastmri_equispaced", "default_center_fraction",
            "gaussian_2d", "poisson_disc"]
 
@@ -28,15 +30,12 @@ def _gen(generator: torch.Generator | None) -> torch.Generator:
         generator = torch.Generator()
         generator.seed()
     elif not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
     return generator
 
 
 def _shape2(shape: Sequence[int] | int) -> tuple[int, int]:
-    shape = (shape, shape) if isinstance(shape, int) else tuple(int(s) for s in shape)
-    if len(shape) != 2 or min(shape) <= 0:
-        raise ValueError(f"shape must be (H, W) with positive sizes, got {shape}")
-    return shape
+    return V.size2(shape, "shape")
 
 
 def _uniform(generator: torch.Generator, *size: int) -> Tensor:
@@ -53,8 +52,7 @@ def random(shape: Sequence[int] | int, ratio: float, generator: torch.Generator 
     :param ratio: fraction of pixels **kept** (measured), in [0, 1]; DPS's "random 92%" box has ratio 0.08.
     """
     H, W = _shape2(shape)
-    if not 0.0 <= ratio <= 1.0:
-        raise ValueError(f"ratio must be in [0, 1], got {ratio}")
+    ratio = V.number(ratio, "ratio", low=0.0, high=1.0)
     n_keep = round(ratio * H * W)
     order = torch.randperm(H * W, generator=_gen(generator), device="cpu")
     mask = torch.zeros(H * W)
@@ -71,9 +69,10 @@ def box(shape: Sequence[int] | int, size: Sequence[int] | int, center: bool = Tr
     :param center: centre the box (default) or place it uniformly at random.
     """
     H, W = _shape2(shape)
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
-    if not (0 < h <= H and 0 < w <= W):
-        raise ValueError(f"size must be positive and fit in the image {H}x{W}, got {(h, w)}")
+    h, w = V.size2(size, "size")
+    if not (h <= H and w <= W):
+        raise ValueError(f"size: expected a box that fits in the image {H}x{W}, got {(h, w)}")
+    center = V.flag(center, "center")
     if center:
         top, left = (H - h) // 2, (W - w) // 2
     else:
@@ -123,9 +122,12 @@ def freeform(shape: Sequence[int] | int, coverage: tuple[float, float] = (0.2, 0
     it above ``coverage[1]`` is rejected.
     """
     H, W = _shape2(shape)
-    lo, hi = coverage
-    if not 0.0 <= lo <= hi < 1.0:
-        raise ValueError(f"coverage must satisfy 0 <= lo <= hi < 1, got {coverage}")
+    if isinstance(coverage, (str, bytes)) or not isinstance(coverage, Sequence) or len(coverage) != 2:
+        raise TypeError(f"coverage: expected a pair (lo, hi), got {V.describe(coverage)}")
+    lo, hi = (V.number(c, "coverage", low=0.0, high=1.0, high_open=True) for c in coverage)
+    if not lo <= hi:
+        raise ValueError(f"coverage: expected 0 <= lo <= hi < 1, got {tuple(coverage)}")
+    max_strokes = V.integer(max_strokes, "max_strokes", low=0)
     g = _gen(generator)
     target = lo + float(_uniform(g, 1)) * (hi - lo)
     scale = math.sqrt(H * W) / 256
@@ -145,17 +147,14 @@ def freeform(shape: Sequence[int] | int, coverage: tuple[float, float] = (0.2, 0
 # ----------------------------------------------------------------------------------------------
 def default_center_fraction(acceleration: float) -> float:
     """fastMRI's pairing: 0.08 at R=4, 0.04 at R=8; in general 0.32 / R."""
-    return 0.32 / acceleration
+    return 0.32 / V.number(acceleration, "acceleration", low=1.0)
 
 
 def _check_accel(acceleration: float, center_fraction: float | None) -> float:
-    if not acceleration >= 1:
-        raise ValueError(f"acceleration must be >= 1, got {acceleration}")
+    acceleration = V.number(acceleration, "acceleration", low=1.0)
     if center_fraction is None:
-        center_fraction = default_center_fraction(acceleration)
-    if not 0.0 < center_fraction < 1.0:
-        raise ValueError(f"center_fraction must be in (0, 1), got {center_fraction}")
-    return center_fraction
+        return default_center_fraction(acceleration)
+    return V.number(center_fraction, "center_fraction", low=0.0, high=1.0, low_open=True, high_open=True)
 
 
 def _center_lines(num_cols: int, center_fraction: float) -> tuple[int, int]:
@@ -239,8 +238,7 @@ def gaussian_2d(shape: Sequence[int] | int, acceleration: float, center_fraction
     """
     H, W = _shape2(shape)
     cf = _check_accel(acceleration, center_fraction)
-    if std <= 0:
-        raise ValueError(f"std must be positive, got {std}")
+    std = V.number(std, "std", low=0.0, low_open=True)
     calib = _calibration(H, W, cf)
     density = torch.exp(-_radius(H, W) ** 2 / (2 * std ** 2))
     target = H * W / acceleration
@@ -268,6 +266,7 @@ def poisson_disc(shape: Sequence[int] | int, acceleration: float, center_fractio
     """
     H, W = _shape2(shape)
     cf = _check_accel(acceleration, center_fraction)
+    max_passes = V.integer(max_passes, "max_passes", low=1)
     g = _gen(generator)
     calib = _calibration(H, W, cf)
     radius_scale = 1.0 + 2.0 * _radius(H, W)

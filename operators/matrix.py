@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import _validate as V
 from .linear import SVD, LinearOperator
 
 __all__ = ["Matrix"]
@@ -23,12 +24,7 @@ class Matrix(LinearOperator):
     """
 
     def __init__(self, A: Tensor):
-        if not isinstance(A, Tensor):
-            raise TypeError(f"A must be a torch.Tensor, got {type(A).__name__}")
-        if not (A.is_floating_point() or A.is_complex()):
-            raise TypeError(f"A must be a floating or complex tensor, got {A.dtype}")
-        if A.ndim != 2:
-            raise ValueError(f"A must be a 2-D (m, n) matrix, got shape {tuple(A.shape)}")
+        A = V.tensor(A, "A", kind="inexact", ndim=2, layout="a 2-D (m, n) matrix")
         super().__init__((A.shape[1],), (A.shape[0],), f"Matrix[{A.shape[0]}x{A.shape[1]}]")
         self.A = A
 
@@ -48,7 +44,10 @@ class Matrix(LinearOperator):
 
     def _svd(self) -> SVD:
         m, n = self.A.shape
-        U, s, Vh = torch.linalg.svd(self.A, full_matrices=True)
+        A = self.A  # LAPACK has no half precision: decompose in at least single precision
+        A = A if A.dtype in (torch.float32, torch.float64, torch.complex64, torch.complex128) else A.to(
+            torch.complex64 if A.is_complex() else torch.float32)
+        U, s, Vh = torch.linalg.svd(A, full_matrices=True)
         k = min(m, n)
         s_full = torch.zeros(n, dtype=s.dtype, device=s.device)
         s_full[:k] = s

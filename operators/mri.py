@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from . import _validate as V
 from .linear import SVD, FunctionOperator, LinearOperator
 
 __all__ = ["MRI", "FFT2", "Multiply", "sense", "fft2c", "ifft2c", "estimate_coil_maps", "rss"]
@@ -142,31 +143,29 @@ class MRI(LinearOperator):
 
     def __init__(self, mask: Tensor, coil_maps: Tensor | None = None, image_shape: Sequence[int] | None = None,
                  complex_images: bool = False):
-        if not isinstance(mask, Tensor):
-            raise TypeError(f"MRI: mask must be a torch.Tensor, got {type(mask).__name__}")
-        if mask.is_complex():
-            raise TypeError("MRI: mask must be real (sampling weights), got a complex tensor")
-        if mask.ndim == 3 and mask.shape[0] == 1:
+        mask = V.tensor(mask, "mask", kind="real", ndim=(2, 3), layout="(H, W) or (1, H, W)")
+        if mask.ndim == 3:
+            if mask.shape[0] != 1:
+                raise ValueError(f"mask: expected (H, W) or (1, H, W), got shape {tuple(mask.shape)}")
             mask = mask[0]
-        if mask.ndim != 2:
-            raise ValueError(f"MRI: mask must have shape (H, W), got {tuple(mask.shape)}")
+        if not bool(mask.any()):
+            raise ValueError("mask: expected at least one sampled k-space point (a non-zero entry), got all zeros")
         H, W = mask.shape
         if image_shape is None:
             image_shape = (1, H, W)
-        image_shape = tuple(int(d) for d in image_shape)
+        image_shape = V.shape(image_shape, "image_shape", ndim=(2, 3), layout="(C, H, W) or (H, W)")
         if len(image_shape) == 2:
             image_shape = (1, *image_shape)
-        if len(image_shape) != 3 or image_shape[1:] != (H, W):
-            raise ValueError(f"MRI: mask of shape {(H, W)} does not match image_shape {image_shape} "
-                             "(expected (C, H, W) with the mask's H, W)")
+        if image_shape[1:] != (H, W):
+            raise ValueError(f"mask: expected the image's size {image_shape[1:]} (image_shape {image_shape}), "
+                             f"got shape {(H, W)}")
+        complex_images = V.flag(complex_images, "complex_images")
         if coil_maps is not None:
-            if not isinstance(coil_maps, Tensor):
-                raise TypeError(f"MRI: coil_maps must be a torch.Tensor, got {type(coil_maps).__name__}")
-            if coil_maps.ndim != 3 or tuple(coil_maps.shape[1:]) != (H, W):
-                raise ValueError(f"MRI: coil_maps must have shape (K, {H}, {W}) to match mask, "
-                                 f"got {tuple(coil_maps.shape)}")
+            coil_maps = V.tensor(coil_maps, "coil_maps", kind="inexact", ndim=3, layout=f"(K, {H}, {W})")
+            if tuple(coil_maps.shape[1:]) != (H, W):
+                raise ValueError(f"coil_maps: expected shape (K, {H}, {W}) to match mask, got {tuple(coil_maps.shape)}")
             if image_shape[0] != 1:
-                raise ValueError(f"MRI: multi-coil images must have one channel, got image_shape {image_shape}")
+                raise ValueError(f"image_shape: multi-coil images must have one channel, got {image_shape}")
         self.mask = mask if mask.is_floating_point() else mask.float()
         self.coil_maps = coil_maps
         self.real_input = not complex_images
@@ -280,16 +279,13 @@ def estimate_coil_maps(kspace: Tensor, calib: int | tuple[int, int] = 24, window
     :param threshold: zero the maps where the RSS is below ``threshold * max(RSS)`` (background).
     :return: maps of the shape of ``kspace``, complex.
     """
-    if not isinstance(kspace, Tensor) or not kspace.is_complex():
-        raise TypeError("estimate_coil_maps: kspace must be a complex torch.Tensor")
-    if kspace.ndim not in (3, 4):
-        raise ValueError(f"estimate_coil_maps: kspace must be (K, H, W) or (B, K, H, W), got {tuple(kspace.shape)}")
+    kspace = V.tensor(kspace, "kspace", kind="complex", ndim=(3, 4), layout="(K, H, W) or (B, K, H, W)")
     H, W = kspace.shape[-2:]
-    ch, cw = (calib, calib) if isinstance(calib, int) else tuple(calib)
-    if not (0 < ch <= H and 0 < cw <= W):
-        raise ValueError(f"estimate_coil_maps: calib must be in (0, {H}] x (0, {W}], got {calib}")
-    if not 0.0 <= threshold < 1.0:
-        raise ValueError(f"estimate_coil_maps: threshold must be in [0, 1), got {threshold}")
+    ch, cw = V.size2(calib, "calib")
+    if not (ch <= H and cw <= W):
+        raise ValueError(f"calib: expected a size in [1, {H}] x [1, {W}], got {calib}")
+    window = V.flag(window, "window")
+    threshold = V.number(threshold, "threshold", low=0.0, high=1.0, high_open=True)
     real = kspace.real.dtype
 
     def taper(n: int, c: int) -> Tensor:

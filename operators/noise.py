@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import _validate as V
 from .masks import _gen
 
 __all__ = ["GaussianNoise", "PoissonNoise", "PoissonGaussianNoise"]
@@ -21,6 +22,15 @@ def _randn_like(y: Tensor, generator: torch.Generator | None) -> Tensor:
     g = _gen(generator)
     return torch.randn(y.shape, generator=g, device=g.device, dtype=y.dtype).to(y.device) * (
         2 ** 0.5 if y.is_complex() else 1.0)
+
+
+#: Poisson rates above this are drawn from the normal approximation (torch.poisson overflows near 2**63).
+_POISSON_MAX = 1e12
+
+
+def _wide(t: Tensor) -> Tensor:
+    """``t`` in double precision (complex128 for complex), where a tiny sigma does not underflow."""
+    return t.to(torch.complex128 if t.is_complex() else torch.float64)
 
 
 def _sum(t: Tensor) -> Tensor:
@@ -37,10 +47,7 @@ class GaussianNoise:
     """
 
     def __init__(self, sigma: float):
-        sigma = float(sigma)
-        if not sigma >= 0:
-            raise ValueError(f"sigma must be >= 0, got {sigma}")
-        self.sigma = sigma
+        self.sigma = V.number(sigma, "sigma", low=0.0)
 
     def __call__(self, y_clean: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if self.sigma == 0:
@@ -53,13 +60,14 @@ class GaussianNoise:
 
     def nll(self, y: Tensor, y_pred: Tensor) -> Tensor:
         self._check_sigma()
-        r = y - y_pred
-        return _sum((r.conj() * r).real if r.is_complex() else r * r) / (2 * self.sigma ** 2)
+        r = _wide(y - y_pred) / self.sigma  # not / sigma**2 at the end, nor in y's precision: for a tiny
+        nll = _sum((r.conj() * r).real if r.is_complex() else r * r) / 2  # sigma either underflows to 0/0
+        return nll.to(y.real.dtype)
 
     def nll_grad(self, y: Tensor, y_pred: Tensor) -> Tensor:
         r""":math:`(\hat y - y) / \sigma^2` (the Wirtinger/real gradient for complex data)."""
         self._check_sigma()
-        return (y_pred - y) / self.sigma ** 2
+        return (_wide(y_pred - y) / self.sigma / self.sigma).to(torch.promote_types(y.dtype, y_pred.dtype))
 
     def __repr__(self) -> str:
         return f"GaussianNoise(sigma={self.sigma})"
@@ -77,28 +85,35 @@ class PoissonNoise:
     """
 
     def __init__(self, gain: float, eps: float = 1e-6):
-        gain = float(gain)
-        if not gain > 0:
-            raise ValueError(f"gain must be > 0, got {gain}")
-        self.gain, self.eps = gain, float(eps)
+        self.gain = V.number(gain, "gain", low=0.0, low_open=True)
+        self.eps = V.number(eps, "eps", low=0.0, low_open=True)
 
     def _poisson(self, y_clean: Tensor, generator: torch.Generator | None) -> Tensor:
         if y_clean.is_complex():
             raise TypeError("y_clean must be real for Poisson noise, got a complex tensor")
+        if not y_clean.is_floating_point():
+            raise TypeError(f"y_clean must be a floating tensor for Poisson noise, got {y_clean.dtype}")
         g = _gen(generator)
-        rate = (y_clean / self.gain).clamp(min=0).to(g.device)
-        return torch.poisson(rate, generator=g).to(y_clean.device) * self.gain
+        # a gain below the data's precision would be 0 there (x / 0 = NaN or inf): divide in float64
+        wide = y_clean if torch.finfo(y_clean.dtype).tiny < self.gain else y_clean.double()
+        rate = (wide / self.gain).clamp(min=0).to(g.device)
+        big = rate > _POISSON_MAX  # torch.poisson overflows to -2**63 for rates near 2**63
+        counts = torch.poisson(torch.where(big, 0, rate), generator=g)
+        if bool(big.any()):  # normal approximation, exact to relative 1e-6 at these rates
+            normal = torch.randn(rate.shape, generator=g, device=g.device, dtype=rate.dtype)
+            counts = torch.where(big, rate + rate.sqrt() * normal, counts)
+        return (counts.to(y_clean.device) * self.gain).to(y_clean.dtype)
 
     def __call__(self, y_clean: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return self._poisson(y_clean, generator)
 
     def nll(self, y: Tensor, y_pred: Tensor) -> Tensor:
-        lam = y_pred.clamp(min=self.eps) / self.gain
-        return _sum(lam - (y / self.gain) * torch.log(lam))
+        lam = _wide(y_pred).clamp(min=self.eps) / self.gain  # float64: a tiny gain must not become 0
+        return _sum(lam - (_wide(y) / self.gain) * torch.log(lam)).to(torch.promote_types(y.dtype, y_pred.dtype))
 
     def nll_grad(self, y: Tensor, y_pred: Tensor) -> Tensor:
         r""":math:`(1 - y / \hat y) / g`."""
-        return (1 - y / y_pred.clamp(min=self.eps)) / self.gain
+        return ((1 - _wide(y) / _wide(y_pred).clamp(min=self.eps)) / self.gain).to(torch.promote_types(y.dtype, y_pred.dtype))
 
     def __repr__(self) -> str:
         return f"PoissonNoise(gain={self.gain})"
@@ -116,10 +131,7 @@ class PoissonGaussianNoise(PoissonNoise):
 
     def __init__(self, gain: float, sigma: float):
         super().__init__(gain)
-        sigma = float(sigma)
-        if not sigma > 0:
-            raise ValueError(f"sigma must be > 0, got {sigma}")
-        self.sigma = sigma
+        self.sigma = V.number(sigma, "sigma", low=0.0, low_open=True)
 
     def __call__(self, y_clean: Tensor, generator: torch.Generator | None = None) -> Tensor:
         g = _gen(generator)
@@ -127,7 +139,8 @@ class PoissonGaussianNoise(PoissonNoise):
         return shot + self.sigma * _randn_like(y_clean, g)
 
     def _var(self, y_pred: Tensor) -> Tensor:
-        return self.gain * y_pred.clamp(min=0) + self.sigma ** 2
+        v = self.gain * y_pred.clamp(min=0) + self.sigma ** 2
+        return v.clamp(min=torch.finfo(v.dtype).tiny)  # sigma**2 may underflow to 0
 
     def nll(self, y: Tensor, y_pred: Tensor) -> Tensor:
         v = self._var(y_pred)

@@ -9,11 +9,13 @@ products come from autograd.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from . import _validate as V
 from .linear import Operator
 from .mri import fft2c
 
@@ -38,21 +40,24 @@ class PhaseRetrieval(Operator):
     """
 
     def __init__(self, in_shape: Sequence[int], oversample: float = 2.0, pad: int | tuple[int, int] | None = None):
-        in_shape = tuple(int(d) for d in in_shape)
-        if len(in_shape) != 3:
-            raise ValueError(f"PhaseRetrieval: in_shape must be (C, H, W), got {in_shape}")
+        in_shape = V.shape(in_shape, "in_shape", ndim=3, layout="(C, H, W)")
         C, H, W = in_shape
+        oversample = V.number(oversample, "oversample", low=0.0)
+        pad_given = pad
         if pad is None:
-            if not oversample >= 0:
-                raise ValueError(f"PhaseRetrieval: oversample must be >= 0, got {oversample}")
             pad = (int(oversample / 8.0 * H), int(oversample / 8.0 * W))
-        elif isinstance(pad, int):
-            pad = (pad, pad)
-        if len(pad) != 2 or min(pad) < 0:
-            raise ValueError(f"PhaseRetrieval: pad must be a non-negative int or (pad_h, pad_w), got {pad}")
-        self.oversample = float(oversample)
-        self.pad = tuple(int(p) for p in pad)
-        out_shape = (C, H + 2 * self.pad[0], W + 2 * self.pad[1])
+        elif isinstance(pad, (tuple, list)):
+            if len(pad) != 2:
+                raise ValueError(f"pad: expected a non-negative int or (pad_h, pad_w), got {pad}")
+            pad = (V.integer(pad[0], "pad", low=0), V.integer(pad[1], "pad", low=0))
+        else:
+            pad = (V.integer(pad, "pad", low=0),) * 2
+        out_shape = (C, H + 2 * pad[0], W + 2 * pad[1])
+        if math.prod(out_shape) > 2 ** 31:
+            raise ValueError(f"{'oversample' if pad_given is None else 'pad'}: expected a padded image of at most "
+                             f"2**31 entries, got shape {out_shape}")
+        self.oversample = oversample
+        self.pad = pad
         super().__init__(in_shape, out_shape, name=f"PhaseRetrieval(pad={self.pad})")
 
     def _apply(self, x: Tensor) -> Tensor:

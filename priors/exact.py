@@ -17,6 +17,7 @@ caller's dtype.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -59,24 +60,29 @@ class GaussianMixture(Prior):
         sigma_max: float | None = None,
         dtype: torch.dtype | None = None,
     ):
-        means = torch.as_tensor(means)
-        if means.ndim < 2:
-            raise ValueError(f"means: expected shape (K, *shape), got {tuple(means.shape)}")
+        means = _real_tensor(means, "means")
+        if means.ndim < 2 or means.numel() == 0:
+            raise ValueError(f"means: expected a non-empty shape (K, *shape), got {tuple(means.shape)}")
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype: expected a floating torch.dtype or None, got {dtype!r}")
         if dtype is None:
             dtype = means.dtype if means.is_floating_point() else torch.get_default_dtype()
         self.dtype = dtype
         device = means.device
         n_comp, self.image_shape = means.shape[0], tuple(means.shape[1:])
         d = math.prod(self.image_shape)
-        weights = torch.as_tensor(weights, dtype=torch.float64, device=device)
+        weights = _real_tensor(weights, "weights").to(dtype=torch.float64, device=device)
         if weights.shape != (n_comp,) or bool((weights < 0).any()) or not float(weights.sum()) > 0:
             raise ValueError(f"weights: expected {n_comp} non-negative numbers with a positive sum, got {weights}")
         self.weights = weights / weights.sum()
         self.means = means.to(torch.float64).reshape(n_comp, d)
-        self.eigvals, self.eigvecs = _eigh(torch.as_tensor(covs, device=device), n_comp, d)
+        self.eigvals, self.eigvecs = _eigh(_real_tensor(covs, "covs").to(device), n_comp, d)
         scale = _data_scale(self)
-        self.sigma_min = float(sigma_min) if sigma_min is not None else 1e-3 * _finest_scale(self, scale)
-        self.sigma_max = float(sigma_max) if sigma_max is not None else 100.0 * scale
+        self.sigma_min = _positive(sigma_min, "sigma_min") if sigma_min is not None else \
+            1e-3 * _finest_scale(self, scale)
+        self.sigma_max = _positive(sigma_max, "sigma_max") if sigma_max is not None else 100.0 * scale
+        if not self.sigma_min < self.sigma_max:
+            raise ValueError(f"sigma_min: expected less than sigma_max = {self.sigma_max:g}, got {self.sigma_min:g}")
 
     # ----------------------------------------------------------------------------------- moments
     @property
@@ -214,17 +220,61 @@ class Gaussian(GaussianMixture):
 
     def __init__(self, mean: torch.Tensor, cov: torch.Tensor | float, *, sigma_min: float | None = None,
                  sigma_max: float | None = None, dtype: torch.dtype | None = None):
-        mean = torch.as_tensor(mean)
-        cov = torch.as_tensor(cov, device=mean.device)
-        super().__init__(torch.ones(1), mean[None], cov[None], sigma_min=sigma_min, sigma_max=sigma_max,
-                         dtype=dtype)
+        mean = _real_tensor(mean, "mean")
+        if mean.ndim == 0:
+            raise ValueError("mean: expected at least one dimension (the image_shape), got a 0-d tensor")
+        if mean.numel() == 0:
+            raise ValueError(f"mean: expected a non-empty tensor, got shape {tuple(mean.shape)}")
+        cov = _real_tensor(cov, "cov").to(mean.device)
+        d = mean.numel()
+        if not (cov.ndim == 0 or tuple(cov.shape) == (d, d) or (cov.ndim >= 1 and cov.numel() == d)):
+            raise ValueError(f"cov: expected a scalar, a ({d}, {d}) matrix or {d} variances (shape (d,) or "
+                             f"{tuple(mean.shape)}), got shape {tuple(cov.shape)}")
+        try:
+            super().__init__(torch.ones(1), mean[None], cov[None], sigma_min=sigma_min, sigma_max=sigma_max,
+                             dtype=dtype)
+        except ValueError as err:  # name this constructor's arguments, not the mixture's
+            message = str(err)
+            for theirs, ours in (("means:", "mean:"), ("covs:", "cov:")):
+                if message.startswith(theirs):
+                    raise ValueError(ours + message[len(theirs):]) from None
+            raise
 
 
 # --------------------------------------------------------------------------------------- helpers
+def _real_tensor(value, name: str) -> torch.Tensor:
+    """``value`` as a tensor of real numbers without NaN or inf (bool and complex are refused)."""
+    try:
+        t = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name}: expected a tensor of real numbers, got {type(value).__name__}") from None
+    if t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"{name}: expected real numbers, got {t.dtype}")
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name}: expected finite values, got {'NaN' if bool(torch.isnan(t).any()) else 'inf'}")
+    return t
+
+
+def _positive(value, name: str) -> float:
+    """A finite number > 0 (a one-element real tensor is fine; bool is refused)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex() and value.dtype != torch.bool:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a positive number, got {type(value).__name__}")
+    x = float(value)
+    if not (math.isfinite(x) and x > 0):
+        raise ValueError(f"{name}: expected a finite number > 0, got {x}")
+    if not 1e-150 <= x <= 1e150:  # sigma**2 must neither underflow to 0 nor overflow in float64
+        raise ValueError(f"{name}: expected a number in [1e-150, 1e150] (its square must be a float64), got {x:g}")
+    return x
+
+
 def _eigh(covs: torch.Tensor, n_comp: int, d: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Eigenvalues (K, d) and eigenvectors (K, d, d), or None for diagonal covariances."""
     covs = covs.to(torch.float64)
     if covs.shape == (n_comp,):
+        if bool((covs < 0).any()):
+            raise ValueError("covs: expected non-negative isotropic variances, got a negative one")
         return covs[:, None].expand(n_comp, d).clone(), None
     if covs.shape == (n_comp, d, d):
         sym = 0.5 * (covs + covs.transpose(1, 2))

@@ -82,35 +82,53 @@ def gaussian_sigma(noise: Any, solver: str) -> float:
     return noise_sigma(noise)
 
 
-def check_inputs(prior: Any, op: Any, y: Tensor, noise: Any, steps: int) -> None:
+def check_inputs(prior: Any, op: Any, y: Tensor, noise: Any, steps: int, *, needs_prior: bool = True) -> None:
     """Validate a solver's arguments once; every error names the offending argument.
 
-    :raises TypeError: ``y`` not a tensor, ``steps`` not an integer.
-    :raises ValueError: ``y`` with NaN/inf or not of shape ``(B, *op.out_shape)``; ``prior`` whose
-        ``image_shape`` differs from ``op.in_shape``; a negative noise level; ``steps < 1``.
+    :param needs_prior: the solver uses ``prior`` (False for the baselines, which pass None).
+    :raises TypeError: ``op`` not an operator (callable, with ``in_shape`` and ``out_shape``); ``prior``
+        None or without a ``denoise`` method where ``needs_prior``; ``y`` not a floating or complex tensor; ``noise`` not None, a number
+        or a noise model (bool refused); ``steps`` not an integer (bool and float refused).
+    :raises ValueError: ``y`` empty, with NaN/inf or not of shape ``(B, *op.out_shape)``; ``prior`` whose
+        ``image_shape`` differs from ``op.in_shape``; a negative or non-finite noise level, a non-positive
+        or non-finite Poisson gain; ``steps < 1``.
     """
+    in_shape, out_shape = getattr(op, "in_shape", None), getattr(op, "out_shape", None)
+    if not callable(op) or in_shape is None or out_shape is None:
+        raise TypeError(f"op: expected an operator (ops.LinearOperator or ops.Operator, with in_shape and "
+                        f"out_shape), got {type(op).__name__}")
+    if (needs_prior or prior is not None) and not callable(getattr(prior, "denoise", None)):
+        raise TypeError(f"prior: expected a prior with denoise(x, sigma), got {type(prior).__name__}")
     if not isinstance(y, Tensor):
         raise TypeError(f"y: expected a torch.Tensor, got {type(y).__name__}")
-    out_shape = tuple(getattr(op, "out_shape", ()) or ())
-    if out_shape and tuple(y.shape[1:]) != out_shape:
+    if not (y.is_floating_point() or y.is_complex()):
+        raise TypeError(f"y: expected a floating or complex tensor, got {y.dtype}")
+    out_shape = tuple(out_shape)
+    if y.ndim < 1 or tuple(y.shape[1:]) != out_shape:
         raise ValueError(f"y: expected shape (B, *op.out_shape) = (B, {', '.join(map(str, out_shape))}) "
                          f"for operator {getattr(op, 'name', type(op).__name__)!r}, got {tuple(y.shape)}")
-    if y.ndim < 1 or y.shape[0] < 1:
+    if y.shape[0] < 1:
         raise ValueError(f"y: expected a batch dimension with at least one measurement, got {tuple(y.shape)}")
     if not bool(torch.isfinite(y).all()):
-        raise ValueError("y: contains NaN or inf")
+        raise ValueError(f"y: expected finite values, got {'NaN' if bool(torch.isnan(y).any()) else 'inf'}")
     image_shape = getattr(prior, "image_shape", None) if prior is not None else None
-    in_shape = getattr(op, "in_shape", None)
-    if image_shape is not None and in_shape is not None and tuple(image_shape) != tuple(in_shape):
+    if image_shape is not None and tuple(image_shape) != tuple(in_shape):
         raise ValueError(f"prior: its image_shape {tuple(image_shape)} does not fit the operator's "
                          f"in_shape {tuple(in_shape)}")
-    level = noise_sigma(noise)
+    if isinstance(noise, bool) or not (noise is None or isinstance(noise, Real) or hasattr(noise, "sigma")
+                                       or hasattr(noise, "gain")):
+        raise TypeError(f"noise: expected None, a noise level (a float) or a noise model such as "
+                        f"ops.GaussianNoise, got {type(noise).__name__}")
+    try:
+        level = noise_sigma(noise)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"noise: expected a numeric sigma, got {type(getattr(noise, 'sigma', None)).__name__}") from None
     if not math.isfinite(level) or level < 0:
         raise ValueError(f"noise: expected a non-negative, finite noise level, got {level}")
-    for name in ("gain",):  # Poisson models: a gain must be positive
+    for name in ("gain",):  # Poisson models: a gain must be positive and finite
         gain = getattr(noise, name, None)
-        if isinstance(gain, Real) and not gain > 0:
-            raise ValueError(f"noise: expected a positive {name}, got {gain}")
+        if isinstance(gain, Real) and not (gain > 0 and math.isfinite(gain)):
+            raise ValueError(f"noise: expected a positive, finite {name}, got {gain}")
     if isinstance(steps, bool):
         raise TypeError("steps: expected an int, got bool")
     try:
