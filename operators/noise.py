@@ -62,7 +62,7 @@ class GaussianNoise:
         self._check_sigma()
         r = _wide(y - y_pred) / self.sigma  # not / sigma**2 at the end, nor in y's precision: for a tiny
         nll = _sum((r.conj() * r).real if r.is_complex() else r * r) / 2  # sigma either underflows to 0/0
-        return nll.to(y.real.dtype)
+        return nll.to(torch.promote_types(y.real.dtype, y_pred.real.dtype))
 
     def nll_grad(self, y: Tensor, y_pred: Tensor) -> Tensor:
         r""":math:`(\hat y - y) / \sigma^2` (the Wirtinger/real gradient for complex data)."""
@@ -113,7 +113,8 @@ class PoissonNoise:
 
     def nll_grad(self, y: Tensor, y_pred: Tensor) -> Tensor:
         r""":math:`(1 - y / \hat y) / g`."""
-        return ((1 - _wide(y) / _wide(y_pred).clamp(min=self.eps)) / self.gain).to(torch.promote_types(y.dtype, y_pred.dtype))
+        grad = (1 - _wide(y) / _wide(y_pred).clamp(min=self.eps)) / self.gain
+        return grad.to(torch.promote_types(y.dtype, y_pred.dtype))
 
     def __repr__(self) -> str:
         return f"PoissonNoise(gain={self.gain})"

@@ -87,8 +87,9 @@ def check_inputs(prior: Any, op: Any, y: Tensor, noise: Any, steps: int, *, need
 
     :param needs_prior: the solver uses ``prior`` (False for the baselines, which pass None).
     :raises TypeError: ``op`` not an operator (callable, with ``in_shape`` and ``out_shape``); ``prior``
-        None or without a ``denoise`` method where ``needs_prior``; ``y`` not a floating or complex tensor; ``noise`` not None, a number
-        or a noise model (bool refused); ``steps`` not an integer (bool and float refused).
+        None or without a ``denoise`` method where ``needs_prior``; ``y`` not a floating or complex
+        tensor; ``noise`` not None, a number or a noise model (bool refused); ``steps`` not an integer
+        (bool and float refused).
     :raises ValueError: ``y`` empty, with NaN/inf or not of shape ``(B, *op.out_shape)``; ``prior`` whose
         ``image_shape`` differs from ``op.in_shape``; a negative or non-finite noise level, a non-positive
         or non-finite Poisson gain; ``steps < 1``.
@@ -122,7 +123,8 @@ def check_inputs(prior: Any, op: Any, y: Tensor, noise: Any, steps: int, *, need
     try:
         level = noise_sigma(noise)
     except (TypeError, ValueError, RuntimeError):
-        raise TypeError(f"noise: expected a numeric sigma, got {type(getattr(noise, 'sigma', None)).__name__}") from None
+        sigma = getattr(noise, "sigma", None)
+        raise TypeError(f"noise: expected a numeric sigma, got {type(sigma).__name__}") from None
     if not math.isfinite(level) or level < 0:
         raise ValueError(f"noise: expected a non-negative, finite noise level, got {level}")
     for name in ("gain",):  # Poisson models: a gain must be positive and finite
