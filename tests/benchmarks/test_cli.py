@@ -114,3 +114,12 @@ def test_verbose_list_names_every_registry_and_keeps_et_al_in_summaries(capsys):
         assert word in text
     assert cli.main(["list"]) == 0
     assert "Chung et al. 2023" in capsys.readouterr().out
+
+
+def test_readme_example_is_the_bundled_example_verbatim():
+    """The README shows example_ops.py and example_custom.yaml as they are, so its command runs them."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("### Your own operator, solver, dataset and metric", 1)[1]
+    suites = Path(suite_path("example_custom")).parent
+    assert "```python\n" + (suites / "example_ops.py").read_text() + "```" in section
+    assert "```yaml\n" + (suites / "example_custom.yaml").read_text() + "```" in section
