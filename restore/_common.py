@@ -82,10 +82,13 @@ def gaussian_sigma(noise: Any, solver: str) -> float:
     return noise_sigma(noise)
 
 
-def check_inputs(prior: Any, op: Any, y: Tensor, noise: Any, steps: int, *, needs_prior: bool = True) -> None:
+def check_inputs(prior: Any, op: Any, y: Tensor, noise: Any, steps: int, *, needs_prior: bool = True,
+                 generator: Generators = None) -> None:
     """Validate a solver's arguments once; every error names the offending argument.
 
     :param needs_prior: the solver uses ``prior`` (False for the baselines, which pass None).
+    :param generator: checked as :func:`solver_generator` would (for solvers that draw nothing, so a
+        wrong ``generator`` is refused by every solver alike).
     :raises TypeError: ``op`` not an operator (callable, with ``in_shape`` and ``out_shape``); ``prior``
         None or without a ``denoise`` method where ``needs_prior``; ``y`` not a floating or complex
         tensor; ``noise`` not None, a number or a noise model (bool refused); ``steps`` not an integer
@@ -139,6 +142,8 @@ def check_inputs(prior: Any, op: Any, y: Tensor, noise: Any, steps: int, *, need
         raise TypeError(f"steps: expected an int, got {type(steps).__name__}") from None
     if steps < 1:
         raise ValueError(f"steps: expected at least 1, got {steps}")
+    if generator is not None:
+        resolve_generators(generator, y.shape[0], y.device)
 
 
 def solver_generator(generator: Generators, y: Tensor) -> torch.Generator | list[torch.Generator]:

@@ -41,7 +41,7 @@ def pinv(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 50,
     :param rtol: convergence tolerance on the normal-equation residual, relative to its start.
     :param callback: called with ``dict(i, x, sigma=None, x0_hat=x)`` after each iteration.
     """
-    check_inputs(None, op, y, noise, steps, needs_prior=False)
+    check_inputs(None, op, y, noise, steps, needs_prior=False, generator=generator)
     out_dtype = y.real.dtype
     op = op.to(dtype=torch.float64)
     y = y.to(torch.complex128 if y.is_complex() else torch.float64)
@@ -123,7 +123,7 @@ def tv(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 200,
     :param lam: TV weight; default :math:`\max(\sigma_y, 10^{-3})` (heuristic, image units).
     :param nonneg: project ``x`` onto :math:`x \ge 0` (the primal prox of the indicator).
     """
-    check_inputs(None, op, y, noise, steps, needs_prior=False)
+    check_inputs(None, op, y, noise, steps, needs_prior=False, generator=generator)
     sigma_y = gaussian_sigma(noise, "tv")
     lam = max(sigma_y, 1e-3) if lam is None else float(lam)
     if lam < 0:
@@ -159,7 +159,7 @@ def classical(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int =
     or ``op.zero_filled(y)`` (zero-filled inverse FFT for MRI), in that order; ``hyper`` is passed to
     it. Otherwise CGLS least squares with early stopping (``steps`` iterations at most).
     """
-    check_inputs(None, op, y, noise, steps, needs_prior=False)
+    check_inputs(None, op, y, noise, steps, needs_prior=False, generator=generator)
     for name in CLASSICAL_METHODS:
         method = getattr(op, name, None)
         if callable(method):

@@ -67,7 +67,7 @@ def dpir(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 8,
     :param y: measurement ``(B, *op.out_shape)``.
     :param noise: Gaussian noise model, its ``sigma`` or ``None``; image units.
     :param steps: K, the number of denoiser calls (official: 8 for deblurring, 24 for SR).
-    :param generator: unused (DPIR is deterministic); accepted for the shared signature.
+    :param generator: checked, then unused (DPIR is deterministic); accepted for the shared signature.
     :param lam: :math:`\lambda` (official 0.23).
     :param sigma_first: :math:`\sigma_1` (official 49/255).
     :param sigma_last: :math:`\sigma_K` (default the noise level floored at 0.255/255, as the official
@@ -75,7 +75,7 @@ def dpir(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 8,
     :returns: the estimate ``(B, *op.in_shape)`` in the real dtype of ``y``.
     :raises restore.SolverDiverged: the state became NaN/inf.
     """
-    check_inputs(prior, op, y, noise, steps)
+    check_inputs(prior, op, y, noise, steps, generator=generator)
     if lam <= 0 or sigma_first <= 0:
         raise ValueError(f"lam and sigma_first: expected positive values, got {lam} and {sigma_first}")
     if sigma_last is not None and not sigma_last > 0:

@@ -146,8 +146,6 @@ def test_more_bad_input_is_named(small, name, case, exc, arg):
     elif case == "empty_y":
         y = torch.zeros(0, 2, dtype=torch.float64)
     elif case == "generator_per_image_wrong_count":
-        if name == "dpir":
-            pytest.skip("dpir is deterministic: it takes no generator")
         generator = [torch.Generator().manual_seed(0)] * 2
     with pytest.raises(exc, match=rf"^{arg}\b"):
         restore.SOLVERS[name](prior, op, y, noise, steps=steps, generator=generator)
