@@ -114,11 +114,12 @@ def _gmm_parameters(dim: int, components: int, seed: int, spread: float, scale: 
 
 
 def gmm_prior(dim: int = 8, components: int = 4, seed: int = 0, spread: float = 2.0,
-              scale: float = 0.5):
-    """A random Gaussian mixture in ``dim`` dimensions (deterministic in ``seed``)."""
+              scale: float = 0.5, dtype: torch.dtype = torch.float32):
+    """A random Gaussian mixture in ``dim`` dimensions (deterministic in ``seed``): means of scale
+    ``spread``, covariances ``scale**2 (F F^T / dim + 0.1 I)``."""
     import priors
     weights, means, covs = _gmm_parameters(dim, components, seed, spread, scale)
-    return priors.GaussianMixture(weights.float(), means.float(), covs.float())
+    return priors.GaussianMixture(weights.to(dtype), means.to(dtype), covs.to(dtype))
 
 
 def exact_posterior(prior, op, y, noise, *, steps=None, generator=None, callback=None, **_):

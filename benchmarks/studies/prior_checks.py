@@ -24,15 +24,14 @@ import operators as ops
 from priors.exact import Gaussian, GaussianMixture
 from priors.sample import output_moments, sample, sliced_wasserstein
 
+from ..problems import gmm_prior
+
 F64 = torch.float64
 
 
 def mixture(d: int, k: int, seed: int = 0) -> GaussianMixture:
-    g = torch.Generator().manual_seed(seed)
-    means = 1.5 * torch.randn(k, d, generator=g, dtype=F64)
-    f = torch.randn(k, d, d, generator=g, dtype=F64) * (0.5 / d**0.5)
-    weights = torch.rand(k, generator=g, dtype=F64) + 0.5
-    return GaussianMixture(weights, means, f @ f.transpose(1, 2) + 0.01 * torch.eye(d, dtype=F64))
+    """The exact-posterior suite's random mixture (:func:`benchmarks.problems.gmm_prior`), in float64."""
+    return gmm_prior(d, k, seed, spread=1.5, scale=0.5, dtype=F64)
 
 
 def gaussian(d: int, seed: int = 1) -> Gaussian:
