@@ -1,6 +1,4 @@
 """A user's own operator, solver, dataset and metric for ``example_custom.yaml``, one function each."""
-import math
-
 import torch
 
 import operators as ops
