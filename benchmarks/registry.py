@@ -5,19 +5,16 @@ A suite names every component either by a registry key (``dps``, ``gaussian_blur
 importable), with keyword arguments beside it. Each registry is a plain dict that lives next to
 its functions; adding a component is one function in that file plus one line in that dict:
 
-=========  ================================  ===============================================================
-kind       the dict (the extension point)    the function's signature
-=========  ================================  ===============================================================
-solver     ``restore.SOLVERS``               ``fn(prior, op, y, noise, *, steps, generator=None,
-           (+ ``problems.SOLVERS``)          callback=None, **hyper) -> x``
-operator   ``benchmarks.problems.OPERATORS``  ``fn(shape, generator=None, sample=None, **kw) -> operator``
-dataset    ``benchmarks.datasets.DATASETS``   ``fn(**kw) -> sequence of (name, image (C, H, W))``
-metric     ``benchmarks.metrics.METRICS``     ``fn(x_hat, x, op, y, **options) -> (B,) values`` (or a dict of
-                                             them); ``METRICS`` also says whether higher is better
-prior      ``priors.load`` (bundled names,    ``fn(**kw) -> prior`` with ``.denoise(x, sigma)``
-           paths); ``problems.PRIORS``
-noise      ``NOISE_MODELS`` below             ``fn(**kw) -> noise`` with ``noise(y, generator=...)``
-=========  ================================  ===============================================================
+* solver: ``restore.SOLVERS`` (plus the benchmark's ``problems.SOLVERS``, the exact sampler);
+  ``fn(prior, op, y, noise, *, steps, generator=None, callback=None, **hyper) -> x``.
+* operator: ``benchmarks.problems.OPERATORS``;
+  ``fn(shape, generator=None, sample=None, **kw) -> operator``.
+* dataset: ``benchmarks.datasets.DATASETS``; ``fn(**kw) -> sequence of (name, image (C, H, W))``.
+* metric: ``benchmarks.metrics.METRICS``, which also says whether higher is better;
+  ``fn(x_hat, x, op, y) -> one value per image`` (or a dict of such).
+* prior: ``problems.PRIORS`` (priors built by a function, ``fn(**kw) -> prior``); any other name or
+  path goes to ``priors.load``.
+* noise: ``NOISE_MODELS`` below; ``fn(**kw) -> noise`` with ``noise(y, generator=...)``.
 
 Baselines are marked in the suite only, ``{fn: pinv, baseline: true}``: the report lists them first
 and does not rank them.
