@@ -16,9 +16,12 @@ from .ddrm import ddrm
 from .diffpir import diffpir
 from .dpir import dpir
 from .dps import dps
+from .fps import fps
+from .mcgdiff import mcgdiff
 from .pigdm import pigdm
 from .posterior import posterior
 from .red_diff import red_diff
+from .tds import tds
 
 SOLVERS = {
     "dps": dps,
@@ -28,6 +31,9 @@ SOLVERS = {
     "pigdm": pigdm,
     "diffpir": diffpir,
     "daps": daps,
+    "mcgdiff": mcgdiff,
+    "fps": fps,
+    "tds": tds,
     "dpir": dpir,
     "pinv": pinv,
     "tv": tv,

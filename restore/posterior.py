@@ -1,4 +1,10 @@
-"""Posterior statistics from any solver: many samples per measurement, their mean and std."""
+"""Posterior statistics from any solver: many samples per measurement, their mean and std.
+
+Two paths. An ordinary solver is called once per sample (each with its own generator). A sequential
+Monte Carlo solver (one marked ``solver.cloud = True``: :func:`restore.mcgdiff`, :func:`restore.fps`,
+:func:`restore.tds`) instead runs ONE cloud of ``n`` particles per measurement and returns it
+(``particles=n, return_cloud=True``): the ``n`` samples are that cloud, as in MCGDiff's protocol.
+"""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -24,6 +30,7 @@ def posterior(solver: Callable[..., Tensor] | str, prior: Any, op: Any, y: Tenso
     :param steps: passed to the solver, as are ``noise`` and ``hyper``.
     :param generator: one ``torch.Generator``, one per measurement, or None (a fresh seed).
     :param batch_size: samples per solver call (default ``n``); it changes memory and speed only.
+        Ignored by SMC solvers (one call per measurement: bound their memory with ``chunk=``).
     :returns: ``(samples, mean, std)``: samples ``(n, B, *op.in_shape)``; mean and per-pixel std
         (unbiased) ``(B, *op.in_shape)``.
     """
@@ -38,7 +45,15 @@ def posterior(solver: Callable[..., Tensor] | str, prior: Any, op: Any, y: Tenso
     if batch_size < 1:
         raise ValueError(f"batch_size: expected a positive int, got {batch_size}")
     per_image = []
+    cloud = getattr(solver, "cloud", False)
+    if cloud and "particles" in hyper:
+        raise ValueError("particles: restore.posterior runs SMC solvers with particles = n (one cloud of n "
+                         "particles per measurement); pass n instead")
     for b, g in enumerate(split_generator(generator, y.shape[0], y.device)):
+        if cloud:  # one cloud of n particles, driven by this measurement's generator alone
+            per_image.append(solver(prior, op, y[b:b + 1], noise, steps=steps, generator=[g], particles=n,
+                                    return_cloud=True, **hyper)[0])
+            continue
         sample_generators = split_generator(g, n, y.device)
         chunks = []
         for start in range(0, n, batch_size):
