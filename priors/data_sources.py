@@ -41,7 +41,7 @@ import numpy as np
 from .files import write_bytes_atomic
 
 __all__ = ["Source", "SOURCES", "RESERVED", "MANIFEST", "check_package", "cache_dir", "fetch_archive",
-           "read_archive", "read_dicom", "normalise_dicom", "read_nifti", "extract", "build_manifest", "load_images", "main"]
+           "describe", "read_archive", "read_dicom", "normalise_dicom", "read_nifti", "extract", "build_manifest", "load_images", "main"]
 
 MANIFEST = Path(__file__).with_name("data") / "manifest.json"
 RESERVED = ("sporco", "dipy", "matplotlib", "mahotas")
@@ -556,6 +556,22 @@ def load_images(family: str, split: str = "train", cache: Path | None = None, ma
     if not images:
         raise ValueError(f"family: the manifest {manifest} lists no {split} image of {family!r}")
     return images, origins
+
+
+def describe(family: str, split: str = "train", manifest: Path | None = None) -> dict:
+    """What a prior trained on ``family``'s ``split`` saw, for its card: the manifest, the files' count, their
+    images' count, their sources and licences, and one sha256 over the sorted (path, sha256) pairs."""
+    manifest = MANIFEST if manifest is None else Path(manifest)
+    if family not in FAMILIES:
+        raise ValueError(f"family: expected one of {FAMILIES}, got {family!r}")
+    if not manifest.exists():
+        raise ValueError(f"manifest: {manifest} does not exist")
+    files = [e for e in json.loads(manifest.read_text())["files"] if e["family"] == family and e["split"] == split]
+    pairs = sorted((e["source"] + "/" + e["path"], e["sha256"]) for e in files)
+    return {"manifest": "priors/data/manifest.json", "family": family, "split": split, "files": len(files),
+            "images": sum(len(e["images"]) for e in files),
+            "sources": {n: sorted({e["licence"] for e in files if e["source"] == n}) for n in sorted({e["source"] for e in files})},
+            "files_sha256": _sha256(json.dumps(pairs).encode())}
 
 
 def main(argv: list[str] | None = None) -> None:

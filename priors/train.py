@@ -264,8 +264,15 @@ def card(net: UNet, config: dict, state: dict) -> dict:
             "final_loss": state["losses"][-1][1] if state["losses"] else None,
             "losses": state["losses"],
             "torch": torch.__version__,
+            **({"data_manifest": _describe_data(config["data"])} if str(config["data"]).startswith("cache:") else {}),
         },
     }
+
+
+def _describe_data(data: str) -> dict:
+    from .data_sources import describe
+
+    return describe(data.removeprefix("cache:"), "train")
 
 
 def export(ema: UNet, config: dict, state: dict, out: Path) -> Path:

@@ -258,3 +258,17 @@ def test_training_reads_the_cache_train_split(world, monkeypatch):
     torch.testing.assert_close(x, batch_maker(5, torch.Generator().manual_seed(0)))
     batch_maker, channels = make_data("cache:natural", 16)
     assert channels == 3 and batch_maker(2, torch.Generator().manual_seed(1)).shape == (2, 3, 16, 16)
+
+
+def test_card_of_a_cache_run_names_the_data_it_saw(world, monkeypatch, tmp_path):
+    from priors.train import train
+
+    monkeypatch.setenv("DIFFUSION_RESTORE_CACHE", str(world["cache"].parent))
+    monkeypatch.setattr(ds, "MANIFEST", world["manifest"])
+    tiny = dict(name="tiny", data="cache:medical", size=8, batch=2, steps=2, lr_warmup=1, channels=8,
+                channel_mult=[1, 2], num_blocks=1, emb_dim=16, groups=4, checkpoint_every=2, bf16=False)
+    train(tiny, tmp_path / "run", progress=False)
+    seen = json.loads((tmp_path / "run" / "tiny.json").read_text())["train"]["data_manifest"]
+    train_files = [e for e in world["files"] if e["family"] == "medical" and e["split"] == "train"]
+    assert seen["files"] == len(train_files) and seen["images"] == sum(len(e["images"]) for e in train_files)
+    assert seen["sources"] == {"tiny-medical": ["MIT"], "tiny-volumes": ["MIT"]} and len(seen["files_sha256"]) == 64
