@@ -46,6 +46,8 @@ def test_images(family: str) -> list[tuple[str, torch.Tensor]]:
     items = []
     for path, entries in by_file.items():
         name = path.rsplit("/", 1)[-1]
+        if "/wallpapers/" in path:  # Plasma names the file by its resolution; the folder names the photo
+            name = path.split("/wallpapers/")[1].split("/")[0]
         if entries[0][0].startswith("axis"):
             for axis in ("axis0", "axis1", "axis2"):
                 along = [e for e in entries if e[0].startswith(axis)]
