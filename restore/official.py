@@ -90,8 +90,11 @@ def _red_diff() -> dict[str, dict[str, Source]]:
             "obs_weight": Source(1.0, "_configs/algo/reddiff.yaml", "obs_weight"),
             "steps": Source(1000, "sample_batch.sh", "num_steps"),
             "official": _MODE}
-    # The README's sampling example (deg=in2_20ff, freeform inpainting) sets lr=0.5, lambda=0.25.
-    inpaint = {**base, "lr": Source(0.5, "README.md", "sampling script example: lr=0.5 (deg=in2_20ff)")}
+    # The README's sampling example (deg=in2_20ff, freeform inpainting) sets lr=0.5, lambda=0.25; its
+    # Inpainting2 operator keeps zeros in the holes, so the data term's mean runs over all pixels (the
+    # inp_* masks' Inpainting returns the kept pixels only: a mean over those, our default).
+    inpaint = {**base, "lr": Source(0.5, "README.md", "sampling script example: lr=0.5 (deg=in2_20ff)"),
+               "average": Source("all", "utils/degredations.py", "Inpainting2.H (in2_*: zeros kept in the holes)")}
     return {"super_resolution": base, "gaussian_blur": base, "motion_blur": base, "nonlinear_blur": base,
             "inpainting_box": inpaint, "inpainting_random": inpaint,
             "phase_retrieval": {**base, "lr": Source(0.5, "sample_test.sh", "reddiff phase_retrieval line: algo.lr=0.5")},

@@ -153,6 +153,7 @@ def red_diff(
     weighting: str = "snr",
     obs_weight: float = 1.0,
     x_init: Tensor | None = None,
+    average: str = "measured",
     official: bool = False,
 ) -> Tensor:
     """RED-Diff (Mardani et al. 2024, Alg. 1) with the official defaults.
@@ -166,6 +167,10 @@ def red_diff(
     :param obs_weight: weight of the data term (official 1).
     :param x_init: the starting ``mu``; default the pseudo-inverse in the network's units
         (:func:`initial_mu`), required for operators without ``pinv``.
+    :param average: what the data term's mean runs over: ``"measured"`` entries (the official
+        ``inp_*`` masks, whose operator returns the kept pixels only; :func:`measured_entries`) or
+        ``"all"`` entries of ``y`` (the official ``in2_*`` masks, ``Inpainting2``, which keep zeros in
+        the holes, as in the README's freeform example). They differ only for masks.
     :param official: visit the official grid ``range(0, 1000, 1000 // steps)`` (needs a DDPM network
         prior); everything else already follows the official code.
     :returns: ``mu``, in the precision of y (the state runs in float64).
@@ -178,7 +183,9 @@ def red_diff(
     scale = network_scale(prior)
     sigmas = (grid_sigmas(prior, steps, "stride") if official else prior.sigmas(steps)).tolist()[:-1]
     generator = solver_generator(generator, y)
-    n, m = math.prod(op.in_shape), measured_entries(op, y)
+    if average not in ("measured", "all"):
+        raise ValueError(f"average: expected 'measured' or 'all', got {average!r}")
+    n, m = math.prod(op.in_shape), (measured_entries(op, y) if average == "measured" else y[0].numel())
     mu = initial_mu(op, y, x_init, network_zero(prior)).detach().to(torch.float64).clone()
     adam = Adam(mu, lr / scale, eps=1e-8 / scale)  # the official Adam on gradients scale times ours
     for i, sigma in enumerate(sigmas):
