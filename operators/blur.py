@@ -1,4 +1,4 @@
-r"""Convolution blur :math:`y = k * x`, applied to every channel, with circular or zero boundaries."""
+r"""Convolution blur :math:`y = k * x`, applied to every channel, with circular, zero or reflecting boundaries."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -53,9 +53,15 @@ class Blur(LinearOperator):
     'constant')``); the adjoint is the matching correlation, exact. Small kernels run as direct
     convolutions, large ones through a zero-padded FFT (identical maps). Prox and pinv use CG.
 
+    ``boundary="reflect"``: the image is padded by reflection about its edge pixels (``F.pad(mode=
+    "reflect")``, ``torch.nn.ReflectionPad2d``, ``scipy.ndimage.convolve(mode='mirror')``), as the DPS
+    and DiffPIR blur protocols do, then convolved ('valid'). The padding is a selection of pixels, so
+    the adjoint is exact: the transposed convolution, then each padded pixel's value added back to the
+    pixel it copied. Prox and pinv use CG.
+
     :param kernel: ``(kh, kw)`` real kernel (same for all channels) or ``(C, kh, kw)`` (one per channel).
     :param in_shape: ``(C, H, W)``.
-    :param boundary: ``"circular"`` or ``"zeros"``.
+    :param boundary: ``"circular"``, ``"zeros"`` or ``"reflect"``.
 
     >>> from operators import kernels
     >>> op = Blur(kernels.gaussian(5, 1.0), (1, 16, 16))
@@ -75,8 +81,8 @@ class Blur(LinearOperator):
         total, mass = kernel.double().sum((-2, -1)), kernel.double().abs().sum((-2, -1))
         if bool((total.abs() <= 64 * torch.finfo(kernel.dtype).eps * mass).any()):
             raise ValueError("kernel: expected a non-zero sum (a blur keeps the mean), got a kernel summing to 0")
-        if boundary not in ("circular", "zeros"):
-            raise ValueError(f"boundary must be 'circular' or 'zeros', got {boundary!r}")
+        if boundary not in ("circular", "zeros", "reflect"):
+            raise ValueError(f"boundary must be 'circular', 'zeros' or 'reflect', got {boundary!r}")
         super().__init__(in_shape, in_shape, f"Blur[{boundary}]")
         kernel = kernel if kernel.dtype in (torch.float32, torch.float64) else kernel.float()  # no half FFT on CPUs
         self.kernel = kernel if kernel.ndim == 3 else kernel[None]
@@ -145,15 +151,45 @@ class Blur(LinearOperator):
         fn = self._conv_fft if kh * kw > _DIRECT_MAX_TAPS else self._conv
         return _real_parts(lambda v: fn(v, adjoint=adjoint), x)
 
+    # --- reflect: reflection padding, then a 'valid' convolution -------------------------------------
+    def _reflect_index(self, n: int, before: int, after: int, device) -> Tensor:
+        """Source pixel of each of the ``before + n + after`` padded positions (reflection about the edge
+        pixels, which are not repeated)."""
+        i = torch.arange(-before, n + after, device=device).abs()
+        return torch.where(i > n - 1, 2 * (n - 1) - i, i)
+
+    def _reflect(self, x: Tensor, adjoint: bool) -> Tensor:
+        k = self._buf("kernel", x)
+        kh, kw = k.shape[-2:]
+        ch, cw = kh // 2, kw // 2
+        H, W = self.in_shape[1:]
+        rows = self._reflect_index(H, kh - 1 - ch, ch, x.device)  # convolution: (k - 1 - c, c)
+        cols = self._reflect_index(W, kw - 1 - cw, cw, x.device)
+        B, C = x.shape[:2]
+        weight = k.flip(-2, -1)[:, None]
+        per_channel = k.shape[0] != 1
+        flat = x if per_channel else x.reshape(B * C, 1, *x.shape[2:])
+        groups = C if per_channel else 1
+        if not adjoint:
+            padded = flat.index_select(-2, rows).index_select(-1, cols)
+            return F.conv2d(padded, weight, groups=groups).reshape(x.shape)
+        padded = F.conv_transpose2d(flat, weight, groups=groups)  # the adjoint of the 'valid' convolution
+        out = flat.new_zeros((*flat.shape[:-2], H, padded.shape[-1])).index_add_(-2, rows, padded)
+        return flat.new_zeros(flat.shape).index_add_(-1, cols, out).reshape(x.shape)
+
     # --- operator ---------------------------------------------------------------------------------
     def _apply(self, x: Tensor) -> Tensor:
         if self.boundary == "circular":
             return self._multiply(x, "k")
+        if self.boundary == "reflect":
+            return _real_parts(lambda v: self._reflect(v, adjoint=False), x)
         return self._zeros(x, adjoint=False)
 
     def _adjoint(self, y: Tensor) -> Tensor:
         if self.boundary == "circular":
             return self._multiply(y, "kconj")
+        if self.boundary == "reflect":
+            return _real_parts(lambda v: self._reflect(v, adjoint=True), y)
         return self._zeros(y, adjoint=True)
 
     def _normal(self) -> LinearOperator:
