@@ -180,8 +180,9 @@ def make_runner(solver: str, task: Task, prior, denoiser: DeepinvDenoiser, steps
         model = dinv.sampling.DDRM(denoiser=denoiser, sigmas=np.linspace(1, 0, steps))
 
         def run():
-            torch.manual_seed(seed)  # deepinv's DDRM and DiffPIR draw from the global generator
-            return model(task.y, task.physics)
+            with torch.random.fork_rng(devices=[]):  # deepinv's DDRM and DiffPIR draw from the global RNG:
+                torch.manual_seed(seed)               # seeded here, the caller's state put back after
+                return model(task.y, task.physics)
         return run
     if solver == "dinv_diffpir":
         p = DIFFPIR[t]
@@ -189,8 +190,9 @@ def make_runner(solver: str, task: Task, prior, denoiser: DeepinvDenoiser, steps
                                       sigma=task.noise.sigma, max_iter=steps, zeta=p["zeta"], lambda_=p["lam"])
 
         def run():
-            torch.manual_seed(seed)
-            return model(task.y, task.physics)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return model(task.y, task.physics)
         return run
     if solver == "dinv_dpir":
         model = dinv.optim.DPIR(sigma=task.noise.sigma, denoiser=denoiser, device=device)

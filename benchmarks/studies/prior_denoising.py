@@ -90,7 +90,7 @@ def evaluate(prior, items, sigmas, generator_seed: int = 0, use_bm3d: bool = Tru
 
 
 def forward_time(prior, channels: int, size: int = 256) -> float:
-    x = torch.rand(1, channels, size, size)
+    x = torch.rand(1, channels, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         prior.denoise(x, 0.1)
         start = time.perf_counter()
