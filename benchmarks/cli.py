@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="restore-bench", description="Benchmark diffusion-prior solvers on inverse problems.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,report}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,explain,report}")
 
     p_list = sub.add_parser("list", help="list bundled suites and registered components",
                             description="List bundled suites, and with -v the registered "
@@ -89,6 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--no-report", action="store_true",
                        help="do not write report.md / report.html at the end")
     p_run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p_explain = sub.add_parser(
+        "explain", help="print each cell's effective solver settings and where each comes from",
+        description="For every cell of a suite: the solver's effective settings (official values for "
+                    "the operator's task when the suite says 'official: true', the suite's own, and "
+                    "its per_operator overrides), their sources, the operator and the noise in both "
+                    "units. Reads no data and no weights.")
+    p_explain.add_argument("suite", metavar="SUITE_OR_YAML", help="a bundled suite name or a YAML path")
+    p_explain.add_argument("--json", action="store_true",
+                           help="one JSON object per cell (keys solver, operator, hyper, source, ...)")
+    p_explain.add_argument("--data", metavar="PATH", help="fills ${data} (default: left as <data>)")
+    p_explain.add_argument("--checkpoint", metavar="PATH", help="prior checkpoint")
 
     p_report = sub.add_parser("report", help="write report.md and report.html for a results folder",
                               description="Summarise a results folder: tables (mean ± std per "
@@ -145,6 +157,32 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     return EXIT_CELLS_FAILED if summary.failed else EXIT_OK
 
 
+def _cmd_explain(args: argparse.Namespace) -> int:
+    import json
+
+    from .suite import expand, load_suite
+    suite = load_suite(args.suite, data=args.data, checkpoint=args.checkpoint, need_data=False)
+    rows = []
+    for cell in expand(suite):
+        spec = cell.spec
+        hyper = {k: v for k, v in spec["solver"].items() if k != "fn"}
+        sources = spec.get("sources") or {k: "suite" for k in hyper}
+        noise = spec["noise"]
+        rows.append({"solver": cell.solver, "fn": spec["solver"]["fn"], "operator": cell.operator,
+                     "operator_spec": spec["operator"], "dataset": cell.dataset, "seed": cell.seed,
+                     "hyper": hyper, "source": {k: sources.get(k, "solver default") for k in hyper},
+                     "noise": {"image [0, 1]": noise, "network [-1, 1]": 2 * noise if isinstance(noise, (int, float)) else noise}})
+    if args.json:
+        print(json.dumps(rows, indent=1, default=str))
+        return EXIT_OK
+    for row in rows:
+        print(f"{row['dataset']}/{row['operator']}/{row['solver']}/seed{row['seed']}: operator {row['operator_spec']}; "
+              f"noise {row['noise']['image [0, 1]']} on [0, 1] = {row['noise']['network [-1, 1]']} on [-1, 1]")
+        for k, v in row["hyper"].items():
+            print(f"    {k} = {v!r}  ({row['source'][k]})")
+    return EXIT_OK
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from . import report
     from .registry import MissingResource
@@ -169,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_list(args)
         if args.command == "run":
             return _cmd_run(args, argv)
+        if args.command == "explain":
+            return _cmd_explain(args)
         return _cmd_report(args)
     except MissingResource as err:
         print(f"restore-bench: missing data or checkpoint: {err}", file=sys.stderr)

@@ -67,10 +67,11 @@ def _substitute(value: Any, variables: dict[str, str | None], missing: set[str])
 
 
 def load_suite(name_or_path: str, *, data: str | None = None,
-               checkpoint: str | None = None) -> dict[str, Any]:
+               checkpoint: str | None = None, need_data: bool = True) -> dict[str, Any]:
     """Read a suite and fill in ``${data}`` and ``${checkpoint}``.
 
-    ``${checkpoint}`` defaults to the suite's own ``checkpoint:`` entry.
+    ``${checkpoint}`` defaults to the suite's own ``checkpoint:`` entry. ``need_data=False`` (for
+    ``explain``, which reads no data) leaves a missing ``${data}`` as ``<data>``.
 
     :raises MissingResource: the suite needs ``--data`` and none was given, or the path is absent.
     """
@@ -84,7 +85,8 @@ def load_suite(name_or_path: str, *, data: str | None = None,
     suite.setdefault("name", path.stem)
     suite["_dir"] = str(path.parent.resolve())
     missing: set[str] = set()
-    variables = {"data": data, "checkpoint": checkpoint or suite.get("checkpoint")}
+    variables = {"data": data if data is not None or need_data else "<data>",
+                 "checkpoint": checkpoint or suite.get("checkpoint")}
     suite["tasks"] = _substitute(suite["tasks"], variables, missing)
     for section in ("datasets", "operators", "solvers", "priors"):
         if section in suite:
@@ -124,6 +126,43 @@ def _specs(refs: Any, definitions: dict[str, Any], what: str) -> list[tuple[str,
     if not isinstance(refs, list) or not refs:
         raise BenchmarkError(f"{what}: expected a non-empty list or mapping, got {refs!r}")
     return [_spec(r, definitions, what) for r in refs]
+
+
+# --------------------------------------------------------------------------------------------
+# Official settings per operator
+# --------------------------------------------------------------------------------------------
+#: the official task (restore.official) of each operator factory; an operator spec may say ``task:``
+OPERATOR_TASKS = {"super_resolution": "super_resolution", "inpaint_box": "inpainting_box",
+                  "inpaint_random": "inpainting_random", "gaussian_blur": "gaussian_blur",
+                  "motion_blur": "motion_blur", "phase_retrieval": "phase_retrieval"}
+
+
+def effective_solver(sol_spec: dict[str, Any], op_label: str, task: str | None,
+                     official: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    """A solver's settings for one operator, and where each came from.
+
+    Lowest to highest precedence: the official values for the operator's ``task``
+    (:func:`restore.official.official_hyper`, when the suite or task says ``official: true`` and the
+    official code covers that solver and task), the solver's own settings in the suite, and its
+    ``per_operator: {operator label: {...}}`` overrides. Sources: the official file and key, ``suite``
+    or ``suite per_operator``.
+    """
+    spec = {k: v for k, v in sol_spec.items() if k != "per_operator"}
+    per_op = sol_spec.get("per_operator") or {}
+    if not isinstance(per_op, dict) or not all(isinstance(v, dict) for v in per_op.values()):
+        raise BenchmarkError(f"solver {spec.get('fn')!r}: per_operator must map operator labels to settings")
+    sources = {k: "suite" for k in spec if k != "fn"}
+    if official and task is not None:
+        from restore.official import OFFICIAL, canonical_task, official_hyper, official_sources
+        fn = str(spec["fn"])
+        if fn in OFFICIAL and canonical_task(task) in OFFICIAL[fn]:
+            hyper, where = official_hyper(fn, task), official_sources(fn, task)
+            spec = {"fn": fn, **{k: v for k, v in hyper.items() if k not in spec}, **{k: v for k, v in spec.items() if k != "fn"}}
+            sources = {**{k: where[k] for k in hyper if k not in sources}, **sources}
+    for k, v in (per_op.get(op_label) or {}).items():
+        spec[k] = v
+        sources[k] = "suite per_operator"
+    return spec, sources
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,9 +223,12 @@ def expand(suite: dict[str, Any], *, limit: int | None = None, solvers: Sequence
         mode = task.get("mode", suite.get("mode", "image"))
         if mode not in ("image", "posterior"):
             raise BenchmarkError(f"{where}: mode must be 'image' or 'posterior', got {mode!r}")
+        official = bool(task.get("official", suite.get("official", False)))
         for op_label, op_spec in _specs(task["operators"], defs["operators"], f"{where} operators"):
             op_noise = op_spec.pop("noise", noise)
+            op_task = op_spec.pop("task", OPERATOR_TASKS.get(str(op_spec["fn"])))
             for sol_label, sol_spec in _specs(task["solvers"], defs["solvers"], f"{where} solvers"):
+                sol_spec, sources = effective_solver(sol_spec, op_label, op_task, official)
                 labels.add(sol_label)
                 if solvers is not None and sol_label not in solvers:
                     continue
@@ -202,6 +244,8 @@ def expand(suite: dict[str, Any], *, limit: int | None = None, solvers: Sequence
                         "save_images": int(task.get("save_images", suite.get("save_images", 2))),
                         "labels": [prior_label, dataset_label, op_label, sol_label],
                     }
+                    if official or any(v != "suite" for v in sources.values()):
+                        spec["sources"] = sources  # official or per-operator settings: say where from
                     cells.append(Cell(suite["name"], config_hash, t, prior_label, dataset_label,
                                       op_label, sol_label, seed, spec, _hash(spec),
                                       suite["_dir"]))
