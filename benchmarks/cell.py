@@ -51,14 +51,15 @@ def seeded_generator(device: str, *parts: Any) -> torch.Generator:
 
 
 def counted(prior: Any) -> tuple[Any, list[int]]:
-    """A copy of ``prior`` that counts its denoiser evaluations (NFE) in ``counter[0]``; it keeps
+    """A copy of ``prior`` that counts its denoiser evaluations in ``counter[0]``, one per image of
+    each batch it denoises (so SMC particles count, and a batch of k samples counts k); it keeps
     the prior's class (as a subclass) for ``isinstance``. Returns ``(copy, counter)``."""
     counter = [0]
     base = type(prior)
     original = base.denoise if hasattr(base, "denoise") else None
 
     def denoise(self, x, sigma, *args, **kwargs):
-        counter[0] += 1
+        counter[0] += x.shape[0] if x.ndim else 1
         return original(self, x, sigma, *args, **kwargs)
 
     counting = type(f"Counted{base.__name__}", (base,), {
@@ -125,8 +126,11 @@ def _is_divergence(err: Exception) -> bool:
 
 
 def _solve(cell: Cell, prior: Any, solver: Callable, hyper: dict, noise: Any, op: Any,
-           y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, float, int]:
-    """Run the solver once; returns (x_hat, wall seconds, denoiser evaluations)."""
+           y: torch.Tensor, g: torch.Generator, samples: int = 1) -> tuple[torch.Tensor, float, float]:
+    """Run the solver on one measurement ``y`` (batch 1); returns ``(x_hat, wall seconds, NFE per
+    sample)``. With ``samples > 1`` they come from :func:`restore.posterior`: one generator per sample
+    drawn from ``g`` (so sample k does not depend on how many are drawn), or one particle cloud for
+    an SMC solver; ``x_hat`` is then ``(samples, *shape)``."""
     counted_prior, nfe = counted(prior)
     device, dtype = cell.spec["device"], cell.spec["dtype"]
     autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16,
@@ -135,14 +139,18 @@ def _solve(cell: Cell, prior: Any, solver: Callable, hyper: dict, noise: Any, op
         torch.cuda.synchronize(device)
     start = time.perf_counter()
     with autocast:
-        x_hat = solver(counted_prior, op, y, noise, generator=g, **hyper)
+        if samples == 1:
+            x_hat = solver(counted_prior, op, y, noise, generator=g, **hyper)
+        else:
+            from restore import posterior
+            x_hat = posterior(solver, counted_prior, op, y, noise, n=samples, generator=g, **hyper)[0][:, 0]
     if device.startswith("cuda"):
         torch.cuda.synchronize(device)
     wall = time.perf_counter() - start
     x_hat = x_hat.detach().float()
     if not torch.isfinite(x_hat).all():
         raise _NonFinite(f"solver {cell.solver!r} returned NaN or inf")
-    return x_hat, wall, nfe[0]
+    return x_hat, wall, nfe[0] / samples
 
 
 def _run_image(cell: Cell, prior: Any, solver: Callable, hyper: dict, noise: Any,
@@ -160,8 +168,7 @@ def _run_image(cell: Cell, prior: Any, solver: Callable, hyper: dict, noise: Any
     if s["mode"] == "posterior":
         return _posterior_image(cell, prior, solver, hyper, noise, op, x, y, g, name)
     samples = int(s["solver"].get("samples", 1))
-    y_batch = y.expand(samples, *y.shape[1:]) if samples > 1 else y
-    x_hat, wall, nfe = _solve(cell, prior, solver, hyper, noise, op, y_batch, g)
+    x_hat, wall, nfe = _solve(cell, prior, solver, hyper, noise, op, y, g, samples)
     mean = x_hat.mean(0, keepdim=True)
     std = x_hat.std(0, keepdim=True) if samples > 1 else None
     metrics = {k: _float(v) for k, v in metrics_fn(mean, x, op, y).items()}
@@ -182,8 +189,7 @@ def _posterior_image(cell: Cell, prior: Any, solver: Callable, hyper: dict, nois
     from priors import sliced_wasserstein
     n = cell.spec["posterior_samples"]
     device = cell.spec["device"]
-    samples, wall, nfe = _solve(cell, prior, solver, hyper, noise, op,
-                                y.expand(n, *y.shape[1:]), g)
+    samples, wall, nfe = _solve(cell, prior, solver, hyper, noise, op, y, g, n)
     exact = prior.posterior(op, y, noise)
     ref_seed = (cell.suite, cell.dataset, cell.operator, cell.seed, name)
     reference = exact.sample(n, generator=seeded_generator(device, *ref_seed, "reference")).float()

@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS cells (
     status       TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'diverged')),
     metrics      TEXT NOT NULL,     -- JSON {metric: {"mean":, "std":, "n":}}
     wall_s       REAL,              -- solver wall time per image, mean
-    nfe          REAL,              -- denoiser evaluations per image, mean
+    nfe          REAL,              -- denoiser evaluations per sample (particles included), mean over images
     peak_mem_mb  REAL,
     error        TEXT,
     spec         TEXT NOT NULL,     -- JSON of the resolved cell (what the key hashes)

@@ -77,8 +77,10 @@ def solver(prior, op, y, noise, *, steps, generator=None, callback=None, scale=1
 
 def sampler(prior, op, y, noise, *, steps, generator=None, callback=None):
     """One draw per row of ``y``: y plus N(0, 0.1^2) noise (posterior-std tests)."""
+    from priors.random import randn, resolve_generators
+
     prior.denoise(y, 1.0)
-    return y + 0.1 * torch.randn(y.shape, generator=generator)
+    return y + 0.1 * randn(y.shape, resolve_generators(generator, len(y)), dtype=y.dtype)
 
 
 def failing_solver(prior, op, y, noise, *, steps, generator=None, callback=None):
