@@ -57,6 +57,8 @@ def fps(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 100,
 
     :param op: linear operator with a real ``op.svd``.
     :param noise: Gaussian noise model, its sigma, or ``None``.
+    :param callback: called before each step with ``dict(i, x, sigma, x0_hat, log_weights)``; ``x`` and
+        ``x0_hat`` are the clouds ``(B, particles, *op.in_shape)``, ``log_weights`` ``(B, particles)``.
     :param particles, chunk, ess_threshold, resampling, return_cloud: as in :func:`restore.mcgdiff`.
     :returns: ``(B, *op.in_shape)``, or the cloud ``(B, particles, *op.in_shape)`` with ``return_cloud``.
     :raises ValueError: ``op`` nonlinear, without SVD or with a complex one; bad arguments.

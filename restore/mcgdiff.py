@@ -99,6 +99,8 @@ def mcgdiff(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 1
     :param y: measurement ``(B, *op.out_shape)``.
     :param noise: Gaussian noise model, its sigma, or ``None`` (noiseless).
     :param steps: diffusion steps; the network runs ``steps * particles`` times per measurement.
+    :param callback: called before each step with ``dict(i, x, sigma, x0_hat, log_weights)``; ``x`` and
+        ``x0_hat`` are the clouds ``(B, particles, *op.in_shape)``, ``log_weights`` ``(B, particles)``.
     :param particles: particles per measurement (one cloud per row of ``y``).
     :param chunk: at most this many particles per denoiser call (memory); default all at once.
     :param ess_threshold: resample a cloud when its ESS falls below ``ess_threshold * particles``.

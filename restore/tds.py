@@ -84,6 +84,8 @@ def tds(prior: Any, op: Callable[[Tensor], Tensor], y: Tensor, noise: Any, *, st
     :param noise: Gaussian noise with ``sigma_y > 0`` (the final weight is the likelihood).
     :param data_var: :math:`v_d`, the data variance in the twist's :math:`r_k^2` (1: the paper's
         :math:`1 - \bar\alpha_k`).
+    :param callback: called before each step with ``dict(i, x, sigma, x0_hat, log_weights)``; ``x`` and
+        ``x0_hat`` are the clouds ``(B, particles, *op.in_shape)``, ``log_weights`` ``(B, particles)``.
     :param particles, chunk, ess_threshold, resampling, return_cloud: as in :func:`restore.mcgdiff`.
     :returns: ``(B, *op.in_shape)``, or the cloud ``(B, particles, *op.in_shape)`` with ``return_cloud``.
         The network runs ``steps * particles`` times per measurement, each with a backward pass.
