@@ -16,7 +16,7 @@ from priors.random import Generators, split_generator
 
 
 def posterior(solver: Callable[..., Tensor] | str, prior: Any, op: Any, y: Tensor, noise: Any = None, *,
-              n: int, steps: int, generator: Generators = None, batch_size: int | None = None,
+              n: int, steps: int | None = None, generator: Generators = None, batch_size: int | None = None,
               **hyper: Any) -> tuple[Tensor, Tensor, Tensor]:
     """Draw ``n`` samples per measurement with ``solver`` and summarise them.
 
@@ -27,7 +27,7 @@ def posterior(solver: Callable[..., Tensor] | str, prior: Any, op: Any, y: Tenso
 
     :param solver: a solver function or its name in :data:`restore.SOLVERS`.
     :param n: samples per measurement.
-    :param steps: passed to the solver, as are ``noise`` and ``hyper``.
+    :param steps: passed to the solver, as are ``noise`` and ``hyper``; ``None``: the solver's default.
     :param generator: one ``torch.Generator``, one per measurement, or None (a fresh seed).
     :param batch_size: samples per solver call (default ``n``); it changes memory and speed only.
         Ignored by SMC solvers (one call per measurement: bound their memory with ``chunk=``).
@@ -41,6 +41,8 @@ def posterior(solver: Callable[..., Tensor] | str, prior: Any, op: Any, y: Tenso
         solver = SOLVERS[solver]
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n: expected a positive number of samples, got {n!r}")
+    if steps is not None:
+        hyper = dict(hyper, steps=steps)
     batch_size = n if batch_size is None else int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size: expected a positive int, got {batch_size}")
@@ -51,7 +53,7 @@ def posterior(solver: Callable[..., Tensor] | str, prior: Any, op: Any, y: Tenso
                          "particles per measurement); pass n instead")
     for b, g in enumerate(split_generator(generator, y.shape[0], y.device)):
         if cloud:  # one cloud of n particles, driven by this measurement's generator alone
-            per_image.append(solver(prior, op, y[b:b + 1], noise, steps=steps, generator=[g], particles=n,
+            per_image.append(solver(prior, op, y[b:b + 1], noise, generator=[g], particles=n,
                                     return_cloud=True, **hyper)[0])
             continue
         sample_generators = split_generator(g, n, y.device)
@@ -59,7 +61,7 @@ def posterior(solver: Callable[..., Tensor] | str, prior: Any, op: Any, y: Tenso
         for start in range(0, n, batch_size):
             k = min(batch_size, n - start)
             y_b = y[b:b + 1].expand(k, *y.shape[1:])
-            chunks.append(solver(prior, op, y_b, noise, steps=steps,
+            chunks.append(solver(prior, op, y_b, noise,
                                  generator=sample_generators[start:start + k], **hyper))
         per_image.append(torch.cat(chunks))
     samples = torch.stack(per_image, dim=1)
