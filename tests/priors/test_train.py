@@ -1,4 +1,5 @@
 """Training: a run killed mid-way and resumed ends at the same weights as one never interrupted."""
+import importlib
 import json
 
 import pytest
@@ -108,3 +109,17 @@ def test_library_train_leaves_the_thread_count_alone(tmp_path):
     before = torch.get_num_threads()
     train({**TINY, "steps": 2, "threads": before + 1}, tmp_path, progress=False)
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("size", [32, 256])
+def test_bundled_medical_prior_loads_and_denoises(size):
+    # The real-data grayscale prior (priors/weights/medical.*): fully convolutional, 32 to 256 px.
+    prior = priors.load("medical")
+    weights_dir = importlib.import_module("priors.load").WEIGHTS_DIR
+    card = json.loads((weights_dir / "medical.json").read_text())
+    assert card["image_channels"] == 1 and card["train"]["data_manifest"]["family"] == "medical"
+    x = torch.rand(1, 1, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = prior.denoise(x, 0.1)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    assert "medical" in priors.available()
