@@ -1,10 +1,9 @@
 """Denoising PSNR on the held-out real images of the data manifest: priors against BM3D, per image and mean.
 
-A study script (issue 14), not part of the ``priors`` package: it reuses ``benchmarks``' prior-denoising code
-(``bm3d_denoise``, ``psnr``, the same noise draws as its ``evaluate``) and belongs in ``benchmarks/studies``
-once that refactor has landed.
+A study (issue 14): it reuses the prior-denoising study's code (``bm3d_denoise``, ``psnr``, the same noise
+draws as its ``evaluate``).
 
-``python priors/data/heldout_denoising.py medical --prior medical=/root/train_runs/medical/medical.safetensors
+``python -m benchmarks.studies.heldout_denoising medical --prior medical=/root/train_runs/medical/medical.safetensors
 --prior phantom=phantom --sizes 64 128 --out /root/train_runs/eval``
 
 Test images: every ``test`` file of the family in ``priors/data/manifest.json`` (fetched into the cache by
@@ -17,27 +16,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import priors
+from priors.data_sources import load_images
 
-import priors  # noqa: E402
-from priors.data_sources import load_images  # noqa: E402
-
-try:  # benchmarks/ is being reorganised: the study module moved into benchmarks/studies
-    from benchmarks.studies.prior_denoising import bm3d_denoise, psnr  # noqa: E402
-except ImportError:  # pragma: no cover
-    from benchmarks.prior_denoising import bm3d_denoise, psnr  # noqa: E402
+from .prior_denoising import bm3d_denoise, psnr
 
 SIGMAS = (0.05, 0.1, 0.2)
 
 
-def test_images(family: str) -> list[tuple[str, torch.Tensor]]:
+def heldout_images(family: str) -> list[tuple[str, torch.Tensor]]:
     """``[(label, image (C, H, W)), ...]``: the held-out files, a volume by its three middle slices."""
     images, origins = load_images(family, "test")
     by_file: dict[str, list[tuple[str, torch.Tensor]]] = {}
@@ -90,7 +83,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
-    items = test_images(args.family)
+    items = heldout_images(args.family)
     result = {"family": args.family, "images": [n for n, _ in items], "sizes": {}}
     lines = [f"Held-out {args.family} images ({len(items)}): " + ", ".join(n for n, _ in items), ""]
     for size in args.sizes:
