@@ -32,7 +32,7 @@ from operators.linear import rdot
 from priors.random import Generators, resolve_generators
 from priors.random import randn as _randn
 
-__all__ = ["SolverDiverged", "check_inputs", "check_finite", "noise_sigma", "gaussian_sigma", "solver_generator",
+__all__ = ["SolverDiverged", "check_inputs", "positive_int", "check_finite", "noise_sigma", "gaussian_sigma", "solver_generator",
            "randn", "float64_start", "real_part", "network_scale", "operator_norm", "unit_norm_problem",
            "NOISY_RCOND", "effective_rcond"]
 
@@ -134,16 +134,22 @@ def check_inputs(prior: Any, op: Any, y: Tensor, noise: Any, steps: int, *, need
         gain = getattr(noise, name, None)
         if isinstance(gain, Real) and not (gain > 0 and math.isfinite(gain)):
             raise ValueError(f"noise: expected a positive, finite {name}, got {gain}")
-    if isinstance(steps, bool):
-        raise TypeError("steps: expected an int, got bool")
-    try:
-        steps = operator.index(steps)
-    except TypeError:
-        raise TypeError(f"steps: expected an int, got {type(steps).__name__}") from None
-    if steps < 1:
-        raise ValueError(f"steps: expected at least 1, got {steps}")
+    positive_int(steps, "steps")
     if generator is not None:
         resolve_generators(generator, y.shape[0], y.device)
+
+
+def positive_int(value: Any, name: str) -> int:
+    """``value`` as an int >= 1, or a TypeError / ValueError naming ``name`` (bool and float refused)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected an int, got bool")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}") from None
+    if value < 1:
+        raise ValueError(f"{name}: expected at least 1, got {value}")
+    return value
 
 
 def solver_generator(generator: Generators, y: Tensor) -> torch.Generator | list[torch.Generator]:

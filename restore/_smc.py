@@ -14,14 +14,13 @@ default) or ``multinomial`` (``P`` uniforms), applied to a row when its effectiv
 """
 from __future__ import annotations
 
-import operator
 from numbers import Real
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from ._common import randn
+from ._common import positive_int, randn
 
 __all__ = ["check_smc", "cloud_randn", "ess", "resample", "denoise_chunked", "finish", "RESAMPLING",
            "mark_cloud"]
@@ -38,17 +37,9 @@ def mark_cloud(solver: Callable) -> Callable:
 
 def check_smc(particles: int, chunk: int | None, ess_threshold: float, resampling: str) -> None:
     """Validate the SMC hyper-parameters; every error names its argument."""
-    for name, value in (("particles", particles), ("chunk", chunk)):
-        if value is None and name == "chunk":
-            continue
-        if isinstance(value, bool):
-            raise TypeError(f"{name}: expected an int, got bool")
-        try:
-            value = operator.index(value)
-        except TypeError:
-            raise TypeError(f"{name}: expected an int, got {type(value).__name__}") from None
-        if value < 1:
-            raise ValueError(f"{name}: expected at least 1, got {value}")
+    positive_int(particles, "particles")
+    if chunk is not None:
+        positive_int(chunk, "chunk")
     if not isinstance(ess_threshold, Real) or not 0 <= float(ess_threshold) <= 1:
         raise ValueError(f"ess_threshold: expected a fraction in [0, 1], got {ess_threshold!r}")
     if resampling not in RESAMPLING:
