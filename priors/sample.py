@@ -191,20 +191,24 @@ def _prior_device(prior: Prior) -> torch.device:
 
 def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, n_proj: int = 256,
                        generator: torch.Generator | None = None) -> float:
-    """Sliced 2-Wasserstein distance between two equal-size sample sets (Bonneel et al. 2015).
+    """Sliced 2-Wasserstein distance between two sample sets (Bonneel et al. 2015).
 
-    ``SW_2(a, b)^2 = E_theta W_2(theta^T a, theta^T b)^2`` over uniform directions theta, each 1-D
-    distance computed exactly by sorting; samples are flattened to vectors.
+    ``SW_2(a, b)^2 = E_theta W_2(theta^T a, theta^T b)^2`` over uniform directions theta; samples are
+    flattened to vectors. Equal sizes: each 1-D distance is exact, by sorting. Different sizes: the
+    1-D quantile functions are compared on a common grid of ``max(len(a), len(b))`` levels.
     """
     a, b = a.reshape(a.shape[0], -1).double(), b.reshape(b.shape[0], -1).double()
-    if a.shape != b.shape:
-        raise ValueError(f"a, b: expected sample sets of the same size and dimension, got {tuple(a.shape)} "
+    if a.shape[1] != b.shape[1] or not len(a) or not len(b):
+        raise ValueError(f"a, b: expected non-empty sample sets of the same dimension, got {tuple(a.shape)} "
                          f"and {tuple(b.shape)}")
     generator = resolve_generators(generator)
     theta = torch.randn(a.shape[1], n_proj, dtype=torch.float64, generator=generator,
                         device=generator.device).to(a.device)
     theta = theta / theta.norm(dim=0, keepdim=True)
     pa, pb = (a @ theta).sort(0).values, (b @ theta).sort(0).values
+    if len(a) != len(b):
+        levels = (torch.arange(max(len(a), len(b)), dtype=torch.float64, device=a.device) + 0.5) / max(len(a), len(b))
+        pa, pb = torch.quantile(pa, levels, dim=0), torch.quantile(pb, levels, dim=0)
     return float(((pa - pb) ** 2).mean().sqrt())
 
 

@@ -128,7 +128,7 @@ def _recipe(config: dict) -> dict:
 def bf16_is_fast(device: str = "cpu") -> bool:
     """Whether bf16 autocast runs natively here. On CPUs without AVX512-BF16/AMX, oneDNN emulates it
     and a training step is ~13x slower than in float32 (measured on a 2-core AVX2 EPYC; a network pass
-    alone ~47x, ``benchmarks.bf16``)."""
+    alone ~47x, ``benchmarks.studies.bf16``)."""
     if device != "cpu":
         return True
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

@@ -46,22 +46,9 @@ N_EXACT = 4000
 
 
 def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, n_proj: int = 256, seed: int = 0) -> float:
-    """Sliced 2-Wasserstein distance between sample sets ``a`` (n, d) and ``b`` (m, d).
-
-    Directions are uniform on the sphere from a fixed seed (the same for every call, so distances are
-    comparable); 1-D distances compare quantile functions on a common grid, so n and m may differ.
-    """
-    a, b = a.reshape(a.shape[0], -1).to(torch.float64), b.reshape(b.shape[0], -1).to(torch.float64)
-    g = torch.Generator().manual_seed(seed)
-    theta = torch.randn(n_proj, a.shape[1], generator=g, dtype=torch.float64)
-    theta = theta / theta.norm(dim=1, keepdim=True)
-    pa, pb = a @ theta.T, b @ theta.T
-    if len(a) == len(b):  # equal sizes: the optimal 1-D coupling matches sorted samples
-        qa, qb = pa.sort(dim=0).values, pb.sort(dim=0).values
-    else:
-        q = (torch.arange(max(len(a), len(b)), dtype=torch.float64) + 0.5) / max(len(a), len(b))
-        qa, qb = torch.quantile(pa, q, dim=0), torch.quantile(pb, q, dim=0)
-    return float(((qa - qb) ** 2).mean().sqrt())
+    """:func:`priors.sliced_wasserstein` with directions from a fixed seed (the same for every call, so
+    distances are comparable); n and m may differ."""
+    return priors.sliced_wasserstein(a, b, n_proj, generator=torch.Generator().manual_seed(seed))
 
 
 @dataclass
