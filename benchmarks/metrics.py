@@ -29,11 +29,20 @@ Registry
     report ranks by it). To add a metric, write its function here and add a line to ``METRICS``.
     The exact-posterior mode's scores (``sw``, ``sw_floor``, ``mean_err``, ``std_ratio``) are
     computed by :mod:`benchmarks.cell`; ``POSTERIOR_METRICS`` gives their direction.
+
+Uncertainty
+    ``SAMPLE_METRICS`` maps names to metrics of ``n`` posterior samples ``(n, *shape)`` of one
+    measurement against its truth ``(*shape)``: ``coverage_50`` / ``coverage_90`` (the fraction of true
+    coordinates inside the samples' central 50% / 90% credible intervals: exact-posterior mode),
+    ``pixel_coverage_90`` (the fraction with ``|x - mean| < 1.645 std``) and ``ause`` (the area between
+    the sparsification curve of the std map and its oracle: images drawn with ``samples: K``). The
+    runner computes them only for solvers that sample (not for a solver marked ``point_estimate``).
 """
 
 from __future__ import annotations
 
 import functools
+import statistics
 import warnings
 from pathlib import Path
 from dataclasses import dataclass
@@ -54,6 +63,11 @@ __all__ = [
     "Metric",
     "METRICS",
     "POSTERIOR_METRICS",
+    "interval_coverage",
+    "gaussian_coverage",
+    "sparsification_curve",
+    "ause",
+    "SAMPLE_METRICS",
     "higher_is_better",
     "WEIGHTS_DIR",
     "LPIPS_MIN_SIDE",
@@ -295,14 +309,124 @@ METRICS: dict[str, Metric] = {
     "lpips": Metric(_lpips_metric, False),
     "residual": Metric(_residual_metric, False),
 }
-#: the exact-posterior mode's scores (see benchmarks.cell): whether higher is better
+#: the exact-posterior mode's scores (see benchmarks.cell): whether higher is better; ``exact_coverage_*``
+#: are the coverages of the exact posterior's own samples, the reference beside a solver's ``coverage_*``
 POSTERIOR_METRICS: dict[str, bool | None] = {"sw": False, "sw_floor": False, "mean_err": False,
-                                             "std_ratio": None}
+                                             "std_ratio": None, "exact_coverage_50": None,
+                                             "exact_coverage_90": None}
+
+
+# ------------------------------------------------------------------------------------------------
+# Uncertainty: metrics of posterior samples against the truth
+# ------------------------------------------------------------------------------------------------
+def _samples_truth(samples: Tensor, truth: Tensor, name: str) -> tuple[Tensor, Tensor]:
+    """Both float64 (magnitudes if complex); checks ``samples`` is ``(n >= 2, *truth.shape)``."""
+    if samples.ndim != truth.ndim + 1 or samples.shape[1:] != truth.shape or samples.shape[0] < 2:
+        raise ValueError(f"{name}: expected samples (n >= 2, *truth.shape), got {tuple(samples.shape)} "
+                         f"for truth {tuple(truth.shape)}")
+    return _magnitude(samples).double(), _magnitude(truth).double()
+
+
+def _level(level: float, name: str) -> float:
+    if not 0 < level < 1:
+        raise ValueError(f"{name}: level must lie in (0, 1), got {level!r}")
+    return float(level)
+
+
+def interval_coverage(samples: Tensor, truth: Tensor, level: float = 0.9) -> float:
+    """Fraction of the coordinates of ``truth`` inside the samples' central credible intervals.
+
+    Each coordinate's interval runs from the ``(1 - level) / 2`` to the ``(1 + level) / 2`` empirical
+    quantile of its ``n`` samples (linear interpolation, ends included). A calibrated sampler, over
+    truths drawn from the prior and measurements from the truths, covers ``level`` (the exact
+    posterior's ``n`` samples a little less: finite-``n`` quantiles make the interval short).
+
+    :param samples: ``(n, *shape)``, ``n >= 2`` posterior samples of one measurement.
+    :param truth: ``(*shape)``.
+    """
+    samples, truth = _samples_truth(samples, truth, "interval_coverage")
+    level = _level(level, "interval_coverage")
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64, device=samples.device)
+    lo, hi = torch.quantile(samples.flatten(1), q, dim=0)
+    t = truth.flatten()
+    return float(((t >= lo) & (t <= hi)).double().mean())
+
+
+def gaussian_coverage(samples: Tensor, truth: Tensor, level: float = 0.9) -> float:
+    """Fraction of the coordinates with ``|truth - mean| < z std``, ``z`` the two-sided Gaussian
+    quantile of ``level`` (1.645 for 90%); mean and (unbiased) std over the samples, per coordinate,
+    as :func:`restore.posterior` returns them. 90% for a calibrated Gaussian posterior.
+
+    :param samples: ``(n, *shape)``, ``n >= 2``.
+    :param truth: ``(*shape)``.
+    """
+    samples, truth = _samples_truth(samples, truth, "gaussian_coverage")
+    z = statistics.NormalDist().inv_cdf((1 + _level(level, "gaussian_coverage")) / 2)
+    inside = (truth - samples.mean(0)).abs() < z * samples.std(0)
+    return float(inside.double().mean())
+
+
+def sparsification_curve(uncertainty: Tensor, error: Tensor, fractions: int = 100) -> Tensor:
+    """Mean error of the coordinates left after removing the most uncertain ones (Ilg et al., ECCV
+    2018, "Uncertainty estimates and multi-hypotheses networks for optical flow").
+
+    :param uncertainty: any shape; coordinates are removed in decreasing order of it (a stable sort,
+        so ties go in index order).
+    :param error: the same shape, each coordinate's error.
+    :param fractions: the curve is evaluated after removing ``k / fractions`` of the coordinates
+        (rounded down), ``k = 0 .. fractions - 1``.
+    :returns: ``(fractions,)`` float64; sorting by ``error`` itself gives the oracle curve.
+    """
+    if uncertainty.shape != error.shape or error.numel() == 0:
+        raise ValueError(f"sparsification_curve: uncertainty and error must have one non-empty shape, got "
+                         f"{tuple(uncertainty.shape)} and {tuple(error.shape)}")
+    if isinstance(fractions, bool) or not isinstance(fractions, int) or fractions < 1:
+        raise ValueError(f"fractions: expected a positive int, got {fractions!r}")
+    order = torch.sort(uncertainty.flatten().double(), descending=True, stable=True).indices
+    ranked = error.flatten().double()[order]
+    # mean of ranked[m:] for every m: suffix sums
+    tail = ranked.flip(0).cumsum(0).flip(0)
+    n = ranked.numel()
+    removed = torch.div(torch.arange(fractions) * n, fractions, rounding_mode="floor")
+    return tail[removed] / (n - removed).double()
+
+
+def ause(std: Tensor, error: Tensor, fractions: int = 100) -> float:
+    """Area under the sparsification error: the mean over removed fractions ``0, 1/K, .., (K-1)/K``
+    of the sparsification curve of ``std`` minus the oracle's (sorted by ``error``), over the full
+    mean error (the curves are normalised to start at 1, so the area is unitless: 0 when ``std``
+    orders the coordinates as their errors do, larger the worse it ranks them).
+
+    :param std: the predicted std map; ``error``: the true errors (e.g. ``|x - mean|``), same shape.
+    """
+    curve = sparsification_curve(std, error, fractions)
+    oracle = sparsification_curve(error, error, fractions)
+    if curve[0] == 0:  # no error anywhere: nothing to rank
+        return 0.0
+    return float((curve - oracle).mean() / curve[0])
+
+
+def _ause_metric(samples: Tensor, truth: Tensor) -> float:
+    """:func:`ause` of the samples' std map against the absolute error of their mean."""
+    samples, truth = _samples_truth(samples, truth, "ause")
+    return ause(samples.std(0), (truth - samples.mean(0)).abs())
+
+
+#: metrics of ``n`` posterior samples of one measurement: ``fn(samples (n, *shape), truth (*shape)) ->
+#: float``; a coverage's target is its level, so neither direction is better
+SAMPLE_METRICS: dict[str, Metric] = {
+    "coverage_50": Metric(lambda s, x: interval_coverage(s, x, 0.5), None),
+    "coverage_90": Metric(lambda s, x: interval_coverage(s, x, 0.9), None),
+    "pixel_coverage_90": Metric(lambda s, x: gaussian_coverage(s, x, 0.9), None),
+    "ause": Metric(_ause_metric, False),
+}
 
 
 def higher_is_better() -> dict[str, bool | None]:
-    """Every known metric, in report order, and whether higher is better."""
-    return {name: m.higher_is_better for name, m in METRICS.items()} | POSTERIOR_METRICS
+    """Every known metric, in report order, and whether higher is better (None: neither, e.g. a
+    coverage, whose target is its level)."""
+    return ({name: m.higher_is_better for name, m in METRICS.items()} | POSTERIOR_METRICS
+            | {name: m.higher_is_better for name, m in SAMPLE_METRICS.items()})
 
 
 def compute_metrics(x_hat: Tensor, x: Tensor, op: Any = None, y: Tensor | None = None, lpips: bool = True,

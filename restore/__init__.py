@@ -7,6 +7,10 @@ Every solver has one signature::
 ``prior`` is a denoiser (:class:`priors.Prior`), ``op`` an operator from :mod:`operators`, ``y`` the
 measurement and ``noise`` its noise model (e.g. ``ops.GaussianNoise(0.05)``), in image units.
 Baselines take the same arguments and ignore ``prior`` (it may be ``None``).
+
+Two marks on a solver function say what it returns: ``solver.cloud`` (sequential Monte Carlo: a cloud
+of particles, see :func:`restore.posterior`) and ``solver.point_estimate`` (``red_diff``, ``dpir`` and
+the baselines: one estimate, not a posterior sample, so no credible intervals).
 """
 from ._common import SolverDiverged
 from .baselines import classical, pinv, tv

@@ -34,7 +34,7 @@ from priors.random import randn as _randn
 
 __all__ = ["SolverDiverged", "check_inputs", "positive_int", "check_finite", "noise_sigma", "gaussian_sigma", "solver_generator",
            "randn", "float64_start", "real_part", "network_scale", "operator_norm", "unit_norm_problem",
-           "NOISY_RCOND", "effective_rcond"]
+           "NOISY_RCOND", "effective_rcond", "mark_point_estimate"]
 
 
 class SolverDiverged(Exception):
@@ -52,6 +52,15 @@ class SolverDiverged(Exception):
 
     def __reduce__(self):  # keep .step/.sigma when pickled across processes (benchmark workers)
         return (type(self), (self.step, self.sigma, str(self)))
+
+
+def mark_point_estimate(solver: Any) -> Any:
+    """Mark ``solver`` as a point estimator (``solver.point_estimate = True``): it returns one estimate
+    (a MAP-like point, a variational point mass, a least-squares fit), not a draw from the posterior,
+    so its spread over seeds is no credible interval. The benchmark gives it no coverage (its
+    calibration table lists it as a point estimator)."""
+    solver.point_estimate = True
+    return solver
 
 
 def noise_sigma(noise: Any) -> float:

@@ -12,7 +12,8 @@ from priors.random import Generators
 
 from operators.linear import rdot
 
-from ._common import check_finite, check_inputs, gaussian_sigma, noise_sigma, operator_norm, real_part
+from ._common import (check_finite, check_inputs, gaussian_sigma, mark_point_estimate, noise_sigma, operator_norm,
+                      real_part)
 
 #: methods an operator may offer for its classical reconstruction, in order of preference
 CLASSICAL_METHODS = ("classical_inverse", "fbp", "zero_filled")
@@ -165,3 +166,8 @@ def classical(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int =
         if callable(method):
             return method(y, **hyper)
     return pinv(prior, op, y, noise, steps=steps, callback=callback, **hyper)
+
+
+mark_point_estimate(pinv)
+mark_point_estimate(tv)
+mark_point_estimate(classical)

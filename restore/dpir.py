@@ -17,7 +17,7 @@ from torch import Tensor
 
 from priors.random import Generators
 
-from ._common import check_finite, check_inputs, gaussian_sigma, real_part
+from ._common import check_finite, check_inputs, gaussian_sigma, mark_point_estimate, real_part
 
 #: Official: sigma_1 = 49/255 on [0, 1] images; the last sigma is the noise level, floored at 0.255/255.
 SIGMA_FIRST, SIGMA_FLOOR = 49 / 255, 0.255 / 255
@@ -96,3 +96,6 @@ def dpir(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 8,
             callback(dict(i=k, x=z, sigma=sigma, x0_hat=x))
         check_finite(x, k, sigma)
     return x.to(out_dtype)
+
+
+mark_point_estimate(dpir)

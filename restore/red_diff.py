@@ -44,7 +44,8 @@ from torch import Tensor
 
 from priors.random import Generators
 
-from ._common import check_finite, check_inputs, network_scale, randn, solver_generator, unit_norm_problem
+from ._common import (check_finite, check_inputs, mark_point_estimate, network_scale, randn, solver_generator,
+                      unit_norm_problem)
 from .official import grid_sigmas, network_zero
 
 #: ``w(sigma_t / alpha_t)`` for each weighting of the official code (``denoise_term_weight``).
@@ -199,3 +200,6 @@ def red_diff(
         adam.step(grad)
         check_finite(mu, i, sigma)
     return mu.to(y.real.dtype)
+
+
+mark_point_estimate(red_diff)
