@@ -33,8 +33,12 @@ def load_prior(spec_json: str, search_dir: str, device: str) -> Any:
 def load_dataset(spec_json: str, search_dir: str, limit: int | None) -> list[tuple[str, torch.Tensor, Any]]:
     spec = json.loads(spec_json)
     loader = resolve("dataset", spec["fn"], search_dir)
+    kwargs = spec_kwargs(spec)
+    if limit is not None and kwargs.get("split") is not None:
+        # a split checks only the images it will use, so --limit runs on a partial copy of the data
+        kwargs["n"] = min(int(kwargs.get("n") or limit), limit)
     try:
-        items = loader(**spec_kwargs(spec))
+        items = loader(**kwargs)
         out = []
         for item in items:
             name, image = item  # a (name, image) pair or a datasets.Sample (which unpacks so)

@@ -9,7 +9,8 @@ n=1000)``.
 ===================  ==================================================================================
 ``image_folder``     PNG/JPEG/BMP/TIFF/WebP found recursively (FFHQ, ImageNet val, CelebA-HQ, DIV2K,
                      Set14 layouts), sorted by relative path; centre crop and resize (guided-diffusion's
-                     ``center_crop_arr``); values in [0, 1].
+                     ``center_crop_arr``); values in [0, 1]; ``split=`` picks a protocol's exact images
+                     (:mod:`benchmarks.splits`: DPS's first 1k FFHQ, DiffPIR's and RED-diff's lists, ...).
 ``fastmri``          fastMRI HDF5 (single- and multi-coil ``kspace``); the target is the magnitude (RSS
                      for multi-coil) of the centre-cropped 320 x 320 image, exactly how fastMRI builds
                      ``reconstruction_esc`` / ``reconstruction_rss``.
@@ -157,13 +158,16 @@ def _center_crop_arr(img, size: int):
     return arr[top:top + size, left:left + size]
 
 
-def image_folder(path: str | Path, size: int | None = 256, n: int | None = None, channels: int = 3) -> Dataset:
+def image_folder(path: str | Path, size: int | None = 256, n: int | None = None, channels: int = 3,
+                 split: str | None = None) -> Dataset:
     """Images found recursively under ``path``, sorted by relative path, first ``n``.
 
     ``size``: centre crop to a square and resize to ``size`` x ``size`` (guided-diffusion's
     ``center_crop_arr``, the DPS/ImageNet protocol); ``None`` keeps the native size (DIV2K, Set14).
     ``channels``: 3 (grayscale files are repeated, as PIL's RGB conversion does) or 1 (luma).
-    Sample names are relative paths without extension, e.g. ``"00000/00042"``.
+    ``split``: a protocol's exact images (:data:`benchmarks.splits.SPLITS`), in its order, found by file
+    stem in any layout; the first ``n`` of them are used, and a missing one raises FileNotFoundError
+    naming it. Sample names are relative paths without extension, e.g. ``"00000/00042"``.
     """
     from PIL import Image
 
@@ -174,7 +178,10 @@ def image_folder(path: str | Path, size: int | None = 256, n: int | None = None,
         raise ValueError(f"channels: expected 1 or 3, got {channels}")
     files = sorted((p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
                    key=lambda p: p.relative_to(root).as_posix())
-    files = _first(files, n, f"image_folder({str(root)!r})")
+    if split is None:
+        files = _first(files, n, f"image_folder({str(root)!r})")
+    else:
+        files = _split_files(files, root, split, n)
 
     def load(file: Path) -> Sample:
         with Image.open(file) as img:
@@ -185,6 +192,36 @@ def image_folder(path: str | Path, size: int | None = 256, n: int | None = None,
         return Sample(file.relative_to(root).with_suffix("").as_posix(), image.contiguous(), meta={"file": str(file)})
 
     return Dataset(f"image_folder:{root.name}", files, load)
+
+
+def _split_files(files: list[Path], root: Path, name: str, n: int | None) -> list[Path]:
+    """The files of split ``name`` among ``files`` (sorted by relative path), its first ``n``."""
+    from .splits import get_split
+
+    split = get_split(name)
+    if n is not None and not 1 <= n <= split.count:
+        raise ValueError(f"n: split {name!r} has {split.count} images, got n={n}")
+    want = split.count if n is None else n
+    where = f"split {name!r} ({split.count} images of {split.layout}; source: {split.source})"
+    if split.names is None:  # the first images of the protocol's archive, as its loader sorts them
+        found = [f for f in files if f.suffix.lower() in split.extensions]
+        if len(found) < want:
+            raise FileNotFoundError(f"{root} holds {len(found)} {'/'.join(split.extensions)} images; "
+                                    f"{where} uses the first {want}")
+        return found[:want]
+    by_stem: dict[str, list[Path]] = {}
+    for f in files:
+        by_stem.setdefault(f.stem, []).append(f)
+    names = split.names[:want]
+    missing = [s for s in names if s not in by_stem]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f", ... ({len(missing)} in all)" if len(missing) > 10 else "")
+        raise FileNotFoundError(f"{root} lacks {len(missing)} of the {want} images {where} uses here: "
+                                f"{shown} (a file of that name, any image extension, anywhere under the folder)")
+    twice = [f"{s}: {', '.join(str(p.relative_to(root)) for p in by_stem[s])}" for s in names if len(by_stem[s]) > 1]
+    if twice:
+        raise ValueError(f"path: {root} holds several files for one image of {where}: {'; '.join(twice[:5])}")
+    return [by_stem[s][0] for s in names]
 
 
 # ------------------------------------------------------------------------------------------------

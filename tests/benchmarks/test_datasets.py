@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from benchmarks import datasets as D
+from benchmarks.splits import SPLITS
 from operators.mri import fft2c, ifft2c
 from priors.phantoms import TEST_SEED_OFFSET, phantom
 
@@ -86,6 +87,53 @@ def test_image_folder_errors(tmp_path):
         D.fastmri(tmp_path / "missing")
     with pytest.raises(ValueError, match="channels"):
         D.image_folder(tmp_path, channels=2)
+
+
+def _write_images(root, names, size=8, seed=0):
+    rng = np.random.default_rng(seed)
+    for rel in names:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / rel)
+
+
+def test_split_picks_the_protocols_files_in_any_layout(tmp_path):
+    # FFHQ's own layout (folders of 1000), an image outside the split, out-of-order names
+    _write_images(tmp_path, ["00000/00002.png", "00000/00000.png", "00000/00001.png", "69000/69007.png"])
+    ds = D.image_folder(tmp_path, size=8, split="ffhq_first1k", n=3)
+    assert [s.name for s in ds] == ["00000/00000", "00000/00001", "00000/00002"]
+    assert [s.name for s in D.image_folder(tmp_path, size=8, split="ffhq_diffpir100", n=1)] == ["69000/69007"]
+    with pytest.raises(FileNotFoundError, match=r"lacks 1 of the 4 images.*'ffhq_first1k'.*: 00003 "):
+        D.image_folder(tmp_path, size=8, split="ffhq_first1k", n=4)
+    with pytest.raises(FileNotFoundError, match=r"lacks 997 of the 1000 .*00003, 00004, .*\(997 in all\)"):
+        D.image_folder(tmp_path, size=8, split="ffhq_first1k")
+
+
+def test_split_follows_the_list_order_in_imagenet_class_folders(tmp_path):
+    # DiffPIR's list starts ILSVRC2012_val_00000001, _00000011; a flat JPEG and a class folder
+    _write_images(tmp_path, ["n09999999/ILSVRC2012_val_00000011.JPEG", "ILSVRC2012_val_00000001.jpg",
+                             "n01440764/ILSVRC2012_val_00000002.JPEG"])
+    ds = D.image_folder(tmp_path, size=8, split="imagenet_diffpir100", n=2)
+    assert [s.name for s in ds] == ["ILSVRC2012_val_00000001", "n09999999/ILSVRC2012_val_00000011"]
+    # RED-diff's DGP list is in class order, not in validation-number order
+    dgp = SPLITS["imagenet_dgp1k"].names
+    assert dgp[:2] == ("ILSVRC2012_val_00000293", "ILSVRC2012_val_00000236") and len(set(dgp)) == 1000
+
+
+def test_split_without_a_list_takes_the_first_sorted_images(tmp_path):
+    _write_images(tmp_path, ["b.png", "a.png", "c.jpg", "0.bmp"])  # DAPS reads png/jpg/jpeg only
+    assert [s.name for s in D.image_folder(tmp_path, size=8, split="ffhq_daps100", n=2)] == ["a", "b"]
+    with pytest.raises(FileNotFoundError, match=r"holds 3 .* uses the first 100"):
+        D.image_folder(tmp_path, size=8, split="ffhq_daps100")
+
+
+def test_split_errors(tmp_path):
+    _write_images(tmp_path, ["00000.png", "x/00000.jpg"])
+    with pytest.raises(ValueError, match=r"several files for one image.*00000: 00000.png, x/00000.jpg"):
+        D.image_folder(tmp_path, size=8, split="ffhq_first1k", n=1)
+    with pytest.raises(ValueError, match="split: expected one of ffhq_first1k"):
+        D.image_folder(tmp_path, split="ffhq")
+    with pytest.raises(ValueError, match="n: split 'ffhq_diffpir100' has 100 images"):
+        D.image_folder(tmp_path, split="ffhq_diffpir100", n=101)
 
 
 # ------------------------------------------------------------------------------------------------
