@@ -187,6 +187,18 @@ def test_stride_grid(solver):
                                prior.schedule.sigma_table[torch.arange(900, -1, -100)] / 2)
 
 
+def test_red_diff_official_returns_mu_before_its_last_step():
+    # the official REDDIFF.sample returns x0_pred = mu + 0 * noise, taken at the top of its last iteration
+    prior, (op, y) = _prior(), _sr_problem()
+    mus = []
+    kw = dict(steps=10, generator=torch.Generator().manual_seed(0), callback=lambda d: mus.append(d["mu"]))
+    out = restore.red_diff(prior, op, y, 0.025, official=True, **kw)
+    torch.testing.assert_close(out, mus[-1], rtol=0, atol=0)
+    kw["generator"] = torch.Generator().manual_seed(0)
+    ours = restore.red_diff(prior, op, y, 0.025, **kw)
+    assert float((ours - mus[-1]).abs().max()) > 1e-4  # ours: mu after the last Adam step
+
+
 def test_ddrm_official_start():
     # officially the unmeasured coordinates start centred on the network's zero and the state is divided
     # by sigma_T where sqrt(abar_T) belongs: x -> k x + 0.5 (1 - k P 1)
