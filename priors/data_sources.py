@@ -41,7 +41,7 @@ import numpy as np
 from .files import write_bytes_atomic
 
 __all__ = ["Source", "SOURCES", "RESERVED", "MANIFEST", "check_package", "cache_dir", "fetch_archive",
-           "describe", "read_archive", "read_dicom", "normalise_dicom", "read_nifti", "extract", "build_manifest", "load_images", "main"]
+           "describe", "bundle_testset", "read_archive", "read_dicom", "normalise_dicom", "read_nifti", "extract", "build_manifest", "load_images", "main"]
 
 MANIFEST = Path(__file__).with_name("data") / "manifest.json"
 RESERVED = ("sporco", "dipy", "matplotlib", "mahotas")
@@ -574,6 +574,53 @@ def describe(family: str, split: str = "train", manifest: Path | None = None) ->
             "files_sha256": _sha256(json.dumps(pairs).encode())}
 
 
+#: Held-out medical slices shipped in ``priors/testsets`` (so the quick suite runs offline on real data):
+#: ``name -> (source, file path suffix, slice image)``; every file is in the manifest's ``test`` split.
+BUNDLED_MEDICAL = {
+    "ct_head": ("pydicom-data", "data_store/data/693_UNCR.dcm", "frame000.png"),
+    "mr_macaque_brain": ("mricron-data", "templates/inia19-t1-brain.nii.gz", "axis2_070.png"),  # INIA19 (rhesus)
+    "mr_abdomen": ("pydicom-data", "data_store/data/MR-SIEMENS-DICOM-WithOverlays.dcm", "frame000.png"),
+}
+
+
+def bundle_testset(out: Path, size: int = 256, cache: Path | None = None, manifest: Path | None = None) -> dict:
+    """Write :data:`BUNDLED_MEDICAL` as ``out/<name>.png`` (16-bit, zero-padded to a square, area-resized
+    to ``size``) and ``out/medical.json``, their provenance (source file, sha256, licence). Refuses any
+    slice whose file is not in the ``test`` split."""
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    manifest = MANIFEST if manifest is None else Path(manifest)
+    cache = cache_dir() if cache is None else Path(cache)
+    files = json.loads(manifest.read_text())["files"]
+    entries = {}
+    for name, (source, suffix, _) in BUNDLED_MEDICAL.items():  # all checked before anything is written
+        entry = next((e for e in files if e["source"] == source and e["path"].endswith(suffix)), None)
+        if entry is None or entry["split"] != "test":
+            raise ValueError(f"BUNDLED_MEDICAL[{name!r}]: {source}:{suffix} is not a test file of the manifest")
+        entries[name] = entry
+    record = {}
+    for name, (source, suffix, slice_name) in BUNDLED_MEDICAL.items():
+        entry = entries[name]
+        rel = next(r for r in entry["images"] if r.endswith("/" + slice_name))
+        array = np.asarray(Image.open(cache / rel)).astype(np.float32) / 65535.0
+        side = max(array.shape)
+        square = np.zeros((side, side), np.float32)
+        top, left = (side - array.shape[0]) // 2, (side - array.shape[1]) // 2
+        square[top:top + array.shape[0], left:left + array.shape[1]] = array
+        image = F.interpolate(torch.from_numpy(square)[None, None], size=(size, size), mode="area")[0, 0]
+        pixels = (image.clamp(0, 1).numpy() * 65535.0).round().astype(np.uint16)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        write_bytes_atomic(Path(out) / f"{name}.png", buffer.getvalue())
+        record[name] = {"source": source, "package": entry["package"], "version": entry["version"],
+                        "path": entry["path"], "sha256": entry["sha256"], "licence": entry["licence"],
+                        "slice": slice_name, "kind": entry["kind"], "size": size}
+    write_bytes_atomic(Path(out) / "medical.json", (json.dumps(record, indent=1) + "\n").encode())
+    return record
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m priors.data_sources", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -582,7 +629,13 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--cache", type=Path, default=None, help="cache root (default: the priors cache)")
     f.add_argument("--only", nargs="*", default=None, help="only these source names")
     sub.add_parser("list", help="list the sources")
+    b = sub.add_parser("bundle", help="write the held-out medical slices shipped in priors/testsets")
+    b.add_argument("--out", type=Path, default=Path(__file__).with_name("testsets"))
+    b.add_argument("--size", type=int, default=256)
     args = parser.parse_args(argv)
+    if args.command == "bundle":
+        print(json.dumps(bundle_testset(args.out, args.size), indent=1))
+        return
     if args.command == "list":
         for s in SOURCES.values():
             print(f"{s.name:28s} {s.family:8s} {s.registry:6s} {s.spec:40s} {s.licence}")

@@ -4,6 +4,11 @@
 * ``"shepp_logan"``: scikit-image's Shepp-Logan phantom, an out-of-family case for the phantom prior;
 * ``"natural"``: the four held-out photographs (never cropped for training), centre-cropped square and
   stored at 256 px; smaller sizes are area-downsampled from those files.
+* ``"medical_ct"`` and ``"medical_mr"``: real slices from files in the data manifest's ``test`` split
+  (never seen by the ``medical`` prior), 16-bit PNGs at 256 px written by
+  ``python -m priors.data_sources bundle``; provenance and licences in ``medical.json``. CT: a head
+  slice (pydicom-data ``693_UNCR.dcm``, window [-1000, 1000] HU); MR: an axial rhesus-macaque brain
+  (INIA19 template, mricron-data) and an abdominal slice (pydicom-data ``MR-SIEMENS``).
 """
 from __future__ import annotations
 
@@ -18,7 +23,8 @@ from ..photos import HELD_OUT
 
 __all__ = ["NAMES", "load_testset"]
 
-NAMES = ("phantom", "shepp_logan", "natural")
+NAMES = ("phantom", "shepp_logan", "natural", "medical_ct", "medical_mr")
+_MEDICAL = {"medical_ct": ("ct_head",), "medical_mr": ("mr_macaque_brain", "mr_abdomen")}
 _HERE = Path(__file__).parent
 
 
@@ -45,5 +51,13 @@ def load_testset(name: str, size: int = 64, n: int | None = None) -> list[tuple[
         for photo in HELD_OUT[: n or len(HELD_OUT)]:
             array = np.asarray(Image.open(_HERE / f"{photo}.png").convert("RGB"), dtype=np.float32) / 255
             items.append((photo, _resize(torch.from_numpy(array).permute(2, 0, 1).contiguous(), size)))
+        return items
+    if name in _MEDICAL:
+        from PIL import Image
+
+        items = []
+        for slice_name in _MEDICAL[name][: n or None]:
+            array = np.asarray(Image.open(_HERE / f"{slice_name}.png"), dtype=np.float32) / 65535
+            items.append((slice_name, _resize(torch.from_numpy(array)[None], size)))
         return items
     raise ValueError(f"name: expected one of {', '.join(NAMES)}, got {name!r}")

@@ -12,6 +12,7 @@ import shutil
 import struct
 import tarfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -272,3 +273,30 @@ def test_card_of_a_cache_run_names_the_data_it_saw(world, monkeypatch, tmp_path)
     train_files = [e for e in world["files"] if e["family"] == "medical" and e["split"] == "train"]
     assert seen["files"] == len(train_files) and seen["images"] == sum(len(e["images"]) for e in train_files)
     assert seen["sources"] == {"tiny-medical": ["MIT"], "tiny-volumes": ["MIT"]} and len(seen["files_sha256"]) == 64
+
+
+def test_bundled_medical_slices_come_from_held_out_files_only():
+    """The medical slices shipped in priors/testsets name their source file, and that file is in the
+    manifest's test split (so the medical prior never saw it) with the same sha256."""
+    from priors import testsets
+    from priors.data_sources import BUNDLED_MEDICAL, MANIFEST
+
+    record = json.loads((Path(testsets.__file__).parent / "medical.json").read_text())
+    assert set(record) == set(BUNDLED_MEDICAL)
+    files = json.loads(MANIFEST.read_text())["files"]
+    for name, info in record.items():
+        entry = next(e for e in files if e["source"] == info["source"] and e["path"] == info["path"])
+        assert entry["split"] == "test" and entry["sha256"] == info["sha256"], name
+        assert any(rel.endswith("/" + info["slice"]) for rel in entry["images"]), name
+    for set_name in ("medical_ct", "medical_mr"):
+        for _, image in testsets.load_testset(set_name, size=64):
+            assert image.shape == (1, 64, 64) and 0 <= image.min() < image.max() <= 1
+
+
+def test_bundle_testset_refuses_a_training_file(tmp_path, monkeypatch):
+    from priors import data_sources
+
+    monkeypatch.setitem(data_sources.BUNDLED_MEDICAL, "leak",
+                        ("pydicom-data", "data_store/data/MR2_UNCR.dcm", "frame000.png"))
+    with pytest.raises(ValueError, match="not a test file"):
+        data_sources.bundle_testset(tmp_path, size=32)
