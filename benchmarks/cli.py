@@ -18,6 +18,7 @@ import re
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 EXIT_OK, EXIT_CELLS_FAILED, EXIT_USAGE, EXIT_MISSING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -101,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="one JSON object per cell (keys solver, operator, hyper, source, ...)")
     p_explain.add_argument("--data", metavar="PATH", help="fills ${data} (default: left as <data>)")
     p_explain.add_argument("--checkpoint", metavar="PATH", help="prior checkpoint")
+    p_explain.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                           help="change a suite value before expanding it (repeatable), e.g. "
+                                "solvers.dps.steps=2 or 'tasks.*.dataset.*.size=64'")
 
     p_report = sub.add_parser("report", help="write report.md and report.html for a results folder",
                               description="Summarise a results folder: tables (mean ± std per "
@@ -160,27 +164,41 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 def _cmd_explain(args: argparse.Namespace) -> int:
     import json
 
-    from .suite import expand, load_suite
+    from .suite import apply_overrides, expand, load_suite
     suite = load_suite(args.suite, data=args.data, checkpoint=args.checkpoint, need_data=False)
-    rows = []
-    for cell in expand(suite):
-        spec = cell.spec
-        hyper = {k: v for k, v in spec["solver"].items() if k != "fn"}
-        sources = spec.get("sources") or {k: "suite" for k in hyper}
-        noise = spec["noise"]
-        rows.append({"solver": cell.solver, "fn": spec["solver"]["fn"], "operator": cell.operator,
-                     "operator_spec": spec["operator"], "dataset": cell.dataset, "seed": cell.seed,
-                     "hyper": hyper, "source": {k: sources.get(k, "solver default") for k in hyper},
-                     "noise": {"image [0, 1]": noise, "network [-1, 1]": 2 * noise if isinstance(noise, (int, float)) else noise}})
+    rows = [_explain_cell(cell) for cell in expand(apply_overrides(suite, args.set))]
     if args.json:
         print(json.dumps(rows, indent=1, default=str))
         return EXIT_OK
     for row in rows:
         print(f"{row['dataset']}/{row['operator']}/{row['solver']}/seed{row['seed']}: operator {row['operator_spec']}; "
               f"noise {row['noise']['image [0, 1]']} on [0, 1] = {row['noise']['network [-1, 1]']} on [-1, 1]")
+        split = row["split"]
+        print(f"    data: {row['dataset_spec']}" + (f"; split {split['name']}: {split['count']} images, "
+                                                      f"{split['images']} ({split['source']})" if split else ""))
+        print(f"    metrics: {row['metrics']}" + (f"; set metrics {row['set_metrics']}" if row["set_metrics"] else ""))
         for k, v in row["hyper"].items():
             print(f"    {k} = {v!r}  ({row['source'][k]})")
     return EXIT_OK
+
+
+def _explain_cell(cell: Any) -> dict[str, Any]:
+    """One cell of ``explain``: the effective solver settings with their sources, the operator, the
+    noise in both units, the data and its split, and the metrics."""
+    from .splits import get_split
+    spec = cell.spec
+    hyper = {k: v for k, v in spec["solver"].items() if k != "fn"}
+    sources = spec.get("sources") or {k: "suite" for k in hyper}
+    noise = spec["noise"]
+    split = spec["dataset"].get("split")
+    return {"solver": cell.solver, "fn": spec["solver"]["fn"], "operator": cell.operator,
+            "operator_spec": spec["operator"], "dataset": cell.dataset, "seed": cell.seed,
+            "hyper": hyper, "source": {k: sources.get(k, "solver default") for k in hyper},
+            "noise": {"image [0, 1]": noise,
+                      "network [-1, 1]": 2 * noise if isinstance(noise, (int, float)) else noise},
+            "dataset_spec": spec["dataset"], "limit": spec["limit"],
+            "split": get_split(split).describe() if split else None,
+            "metrics": spec["metrics"], "set_metrics": spec.get("set_metrics", [])}
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

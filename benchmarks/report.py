@@ -23,6 +23,7 @@ import numpy as np
 from priors.files import write_bytes_atomic
 
 from .artifacts import safe as _safe
+from .fid import SET_METRICS
 from .metrics import higher_is_better
 from .store import Store
 
@@ -135,13 +136,50 @@ class _Doc:
 
 def _metric_names(groups: Iterable[dict]) -> list[str]:
     present = {m for g in groups for m in g}
-    return [m for m in METRICS if m in present] + sorted(present - set(METRICS))
+    base = [m for m in METRICS if m in present] + sorted(m for m in present - set(METRICS) if "@best" not in m)
+    # a best-of-N column right after its metric's mean
+    return [c for m in base for c in [m] + sorted(p for p in present if p.partition("@best")[0] == m and p != m)]
+
+
+def _set_scores(rows: list[dict]) -> dict[str, tuple[float, float, int]]:
+    """Set metrics (FID, KID: one value per cell, in the row) -> (mean over seeds, std, images)."""
+    values: dict[str, list[float]] = defaultdict(list)
+    images: dict[str, int] = defaultdict(int)
+    for row in rows:
+        for name in SET_METRICS:
+            entry = row["metrics"].get(name) if row["status"] == "ok" else None
+            if entry is not None:
+                values[name].append(entry["mean"])
+                images[name] += entry["n"]
+    return {k: (float(np.mean(v)), float(np.std(v)), images[k]) for k, v in values.items()}
+
+
+def _header(metric: str) -> str:
+    """A metric's column title: ``psnr@best4`` is "psnr best of 4" (see :func:`_best_of_note`)."""
+    name, _, best = metric.partition("@best")
+    return f"{name} best of {best}" if best else metric
+
+
+def _best_of_note(by_solver: dict[str, list[dict]]) -> str | None:
+    """Says which solvers drew N samples per image and what their columns hold."""
+    parts = []
+    for solver, rows in by_solver.items():
+        spec = rows[0]["spec"]["solver"]
+        if spec.get("best_of"):
+            rule = spec.get("best_by", "psnr")
+            rule = "each metric's own best sample" if rule == "each" else f"the sample with the best {rule}"
+            parts.append(f"{solver} drew {spec['best_of']} samples per image: its plain columns are the mean "
+                         f"over them, its 'best of {spec['best_of']}' columns {rule}")
+    return "; ".join(parts) + "." if parts else None
 
 
 def _task_table(doc: _Doc, store: Store, by_solver: dict[str, list[dict]]) -> dict[str, dict]:
-    pooled = {s: _pooled(store, rows) for s, rows in by_solver.items()}
+    pooled = {s: _pooled(store, rows) | _set_scores(rows) for s, rows in by_solver.items()}
+    # forward-model evaluations are a cost, shown beside NFE, not a metric column
+    op_evals = {s: p.pop("nfe_op", None) for s, p in pooled.items()}
     names = [m for m in _metric_names(pooled.values()) if m != "sw_floor"]
-    header = ["solver", "status"] + names + ["wall s/img", "NFE/img", "peak MB", "images"]
+    header = ["solver", "status"] + [_header(m) for m in names] + ["wall s/img", "NFE/img", "op evals/img",
+                                                                   "peak MB", "images"]
     body = []
     for solver, rows in by_solver.items():
         status = ", ".join(sorted({r["status"] for r in rows}))
@@ -153,15 +191,24 @@ def _task_table(doc: _Doc, store: Store, by_solver: dict[str, list[dict]]) -> di
         body.append([solver, status] + [_cell(p, m) for m in names]
                     + [_fmt(np.mean(walls) if walls else None),
                        _fmt(np.mean(nfes) if nfes else None),
+                       _fmt(op_evals[solver][0] if op_evals[solver] else None),
                        _fmt(max(mems) if mems else None, digits=4), str(n)])
     bold = set()
     for j, m in enumerate(names):
-        better = METRICS.get(m)
+        better = METRICS.get(m.partition("@best")[0], SET_METRICS.get(m))
         scored = [(pooled[s][m][0], i) for i, s in enumerate(by_solver)
                   if m in pooled[s] and not _unranked(by_solver[s])]
         if better is not None and len(scored) > 1:
             bold.add(((max if better else min)(scored)[1], j + 2))
     doc.table(header, body, bold)
+    note = _best_of_note(by_solver)
+    if note:
+        doc.para(note)
+    asked = {m for rows in by_solver.values() for r in rows for m in r["spec"].get("set_metrics", [])}
+    missing = sorted(asked - set(names))
+    if missing:
+        doc.para(f"{', '.join(missing)}: not computed (no Inception weights where the cells ran; "
+                 f"benchmarks.fid says which file to put where).")
     floors = [p["sw_floor"][0] for p in pooled.values() if "sw_floor" in p]
     if floors:
         doc.para(f"Exact-sampler floor (sw between two exact posterior samples of the same size): "
@@ -246,7 +293,9 @@ def write_report(out: str | Path) -> list[Path]:
         doc.heading("Benchmark report", 1)
         doc.para(f"{len(rows)} cells in {out}. Values are mean ± std over images (and seeds); "
                  "wall time and NFE (denoiser evaluations; one DPS step with its backward pass "
-                 "counts 1) are per image; bold is the best solver per column (baselines and the "
+                 "counts 1) are per image (per sample for a solver that draws several); op evals: "
+                 "forward-model evaluations per sample (forwards, adjoints, backward passes through the "
+                 "operator, SVD transforms, closed-form solves); bold is the best solver per column (baselines and the "
                  "exact sampler are not ranked). Peak MB: the GPU's peak allocation on CUDA, the process's "
                  "peak resident memory (a high-water mark over the run) on CPU.")
         if runs:
@@ -330,3 +379,4 @@ def _overview(doc: _Doc, summary: dict[tuple, dict[str, dict]], metric: str) -> 
         body.append(row)
     header = ["task"] + solvers + (["exact floor"] if metric == "sw" else [])
     doc.table(header, body, bold)
+

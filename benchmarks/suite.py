@@ -101,6 +101,56 @@ def load_suite(name_or_path: str, *, data: str | None = None,
     return suite
 
 
+def apply_overrides(suite: dict[str, Any], assignments: Sequence[str]) -> dict[str, Any]:
+    """Set values in a loaded suite, in place, from ``"dotted.path=value"`` strings (``--set``).
+
+    The path walks mappings by key and lists by index; ``*`` stands for every item of a list or
+    mapping (branches without the rest of the path are skipped). The last key is created if absent
+    (a solver setting the suite does not state yet). The value is read as YAML (``2``, ``0.5``,
+    ``true``, ``[1, 2]``). Examples: ``solvers.dps.steps=2``, ``tasks.*.dataset.*.size=32``,
+    ``tasks.0.operators.box128.size=8``. Returns ``suite``.
+
+    :raises BenchmarkError: an assignment without ``=``, or a path that matches nothing.
+    """
+    for text in assignments:
+        path, sep, raw = str(text).partition("=")
+        keys = [k for k in path.strip().split(".") if k]
+        if not sep or not keys:
+            raise BenchmarkError(f"--set {text!r}: expected dotted.path=value, e.g. solvers.dps.steps=2")
+        value = yaml.safe_load(raw)
+        if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+        if not _assign(suite, keys, value):
+            raise BenchmarkError(f"--set {text!r}: no {path!r} in suite {suite.get('name')!r}")
+    return suite
+
+
+def _assign(node: Any, keys: list[str], value: Any) -> bool:
+    """Set ``value`` at ``keys`` under ``node``; whether any place was set."""
+    key, rest = keys[0], keys[1:]
+    if isinstance(node, list):
+        if key == "*":
+            children = list(range(len(node)))
+        elif key.lstrip("-").isdigit() and -len(node) <= int(key) < len(node):
+            children = [int(key)]
+        else:
+            return False
+    elif isinstance(node, dict):
+        if key == "*":
+            children = list(node)
+        elif key in node or not rest:
+            children = [key]
+        else:
+            return False
+    else:
+        return False
+    if not rest:
+        for child in children:
+            node[child] = value
+        return bool(children)
+    return any([_assign(node[child], rest, value) for child in children])
+
+
 def _spec(ref: Any, definitions: dict[str, Any], what: str) -> tuple[str, dict[str, Any]]:
     """``(label, {"fn": ..., **kwargs})`` from a label, a ``module:function`` or a mapping."""
     if isinstance(ref, str):
@@ -224,6 +274,7 @@ def expand(suite: dict[str, Any], *, limit: int | None = None, solvers: Sequence
         if mode not in ("image", "posterior"):
             raise BenchmarkError(f"{where}: mode must be 'image' or 'posterior', got {mode!r}")
         official = bool(task.get("official", suite.get("official", False)))
+        set_metrics = _set_metric_names(task.get("set_metrics", suite.get("set_metrics")), where)
         for op_label, op_spec in _specs(task["operators"], defs["operators"], f"{where} operators"):
             op_noise = op_spec.pop("noise", noise)
             op_task = op_spec.pop("task", OPERATOR_TASKS.get(str(op_spec["fn"])))
@@ -244,6 +295,8 @@ def expand(suite: dict[str, Any], *, limit: int | None = None, solvers: Sequence
                         "save_images": int(task.get("save_images", suite.get("save_images", 2))),
                         "labels": [prior_label, dataset_label, op_label, sol_label],
                     }
+                    if set_metrics:
+                        spec["set_metrics"] = set_metrics
                     if official or any(v != "suite" for v in sources.values()):
                         spec["sources"] = sources  # official or per-operator settings: say where from
                     cells.append(Cell(suite["name"], config_hash, t, prior_label, dataset_label,
@@ -255,6 +308,16 @@ def expand(suite: dict[str, Any], *, limit: int | None = None, solvers: Sequence
             raise BenchmarkError(f"--solvers: {', '.join(unknown)} not in suite "
                                  f"{suite['name']!r} (it has {', '.join(sorted(labels))})")
     return cells
+
+
+def _set_metric_names(names: Any, where: str) -> list[str]:
+    """A suite's ``set_metrics`` (metrics of a cell's whole set of images: FID, KID), checked."""
+    from .fid import SET_METRICS
+    names = [names] if isinstance(names, str) else list(names or [])
+    unknown = [n for n in names if n not in SET_METRICS]
+    if unknown:
+        raise BenchmarkError(f"{where}: set_metrics: expected names among {', '.join(SET_METRICS)}, got {unknown}")
+    return names
 
 
 @functools.lru_cache(maxsize=32)

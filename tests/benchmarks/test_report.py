@@ -33,7 +33,7 @@ def test_markdown_has_tables_plots_grids_and_errors(results):
     section = md.split("### fake / half", 1)[1]
     line = next(l for l in section.splitlines() if l.startswith("| same |"))
     assert f"{psnr['mean']:.3g} ± {psnr['std']:.2g}" in line
-    assert line.split(" | ")[-3] == "3"  # NFE/img: the fake solver's 3 denoiser calls
+    assert line.split(" | ")[-4] == "3"  # NFE/img: the fake solver's 3 denoiser calls (op evals/img next)
     overview = md.split("Overview: PSNR", 1)[1].split("![", 1)[0]
     assert overview.splitlines()[2].startswith("| task | same | double | post | boom |")
     assert all(line.endswith("| failed |") for line in overview.splitlines()[4:6])

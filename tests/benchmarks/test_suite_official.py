@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks.cli import main
 from benchmarks.suite import expand, load_suite
 
@@ -71,3 +73,33 @@ def test_bundled_protocol_suites_explain(capsys):
         assert main(["explain", name, "--json"]) == 0
         rows = json.loads(capsys.readouterr().out)
         assert all(r["hyper"].get("official") for r in rows if r["fn"] in ("dps", "daps", "ddrm", "diffpir"))
+
+
+def test_overrides_set_values_by_path_with_wildcards(tmp_path):
+    from benchmarks.registry import BenchmarkError
+    from benchmarks.suite import apply_overrides
+
+    suite = load_suite(str(_suite(tmp_path)), need_data=False)
+    apply_overrides(suite, ["solvers.*.steps=2", "tasks.*.operators.box.size=2", "solvers.daps.lr=1e-3",
+                            "tasks.0.dataset.pts.size=4"])
+    cells = {(c.operator, c.solver): c.spec for c in expand(suite)}
+    assert all(spec["solver"]["steps"] == 2 for spec in cells.values())
+    assert cells[("box", "pinv")]["operator"]["size"] == 2 and cells[("box", "daps")]["solver"]["lr"] == 1e-3
+    assert cells[("sr", "dps")]["dataset"]["size"] == 4
+    with pytest.raises(BenchmarkError, match="no 'tasks.*.operators.blur.size'"):
+        apply_overrides(suite, ["tasks.*.operators.blur.size=3"])
+    with pytest.raises(BenchmarkError, match="expected dotted.path=value"):
+        apply_overrides(suite, ["solvers.dps.steps"])
+
+
+def test_explain_shows_the_split_metrics_and_overrides(capsys):
+    assert main(["explain", "dps-ffhq", "--json", "--set", "solvers.dps.steps=7"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    dps = next(r for r in rows if r["solver"] == "dps")
+    assert dps["hyper"]["steps"] == 7 and dps["source"]["steps"] == "suite"
+    assert dps["split"]["name"] == "ffhq_first1k" and dps["split"]["count"] == 1000
+    assert "issue #4" in dps["split"]["source"] and dps["set_metrics"] == ["fid", "kid"]
+    assert main(["explain", "daps-ffhq"]) == 0
+    text = capsys.readouterr().out
+    assert "split ffhq_daps100: 100 images, the first 100 files sorted by path" in text
+    assert "best_of = 4" in text
