@@ -52,9 +52,12 @@ def load_dataset(spec_json: str, search_dir: str, limit: int | None) -> list[tup
     return out
 
 
-def prepare(cells: Sequence[Cell]) -> None:
+def prepare(cells: Sequence[Cell], device: str | None = None) -> None:
     """Load every prior and dataset and resolve every function the cells name, so that a
-    missing checkpoint, missing data or a typo stops the run before any cell starts."""
+    missing checkpoint, missing data or a typo stops the run before any cell starts.
+
+    :param device: load the priors there rather than on each cell's device (a driver whose cells
+        are computed by other processes only checks them, and may have no GPU)."""
     seen = set()
     for cell in cells:
         s, where = cell.spec, cell.search_dir
@@ -65,7 +68,7 @@ def prepare(cells: Sequence[Cell]) -> None:
         if s["mode"] == "image":
             metrics_function(s["metrics"], where)
         load_dataset(json.dumps(s["dataset"], sort_keys=True), where, s["limit"])
-        load_prior(json.dumps(s["prior"], sort_keys=True), where, s["device"])
+        load_prior(json.dumps(s["prior"], sort_keys=True), where, device or s["device"])
 
 
 def build_operator(spec: dict[str, Any], shape: tuple[int, ...], g: torch.Generator,

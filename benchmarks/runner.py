@@ -68,14 +68,17 @@ def run(suite: dict[str, Any], out: str | os.PathLike, *, limit: int | None = No
     claimed are left to it and waited for at the end.
 
     :param executor: ``executor(run_cell, cells)`` yields results; ``map`` runs them here, one
-        at a time. Any mapping that returns results in any order works (a process pool, Ray).
+        at a time. Any mapping that returns results in any order works: local worker processes
+        or Ray actors (:mod:`benchmarks.executors`; the run does not stop them, as it may call
+        the executor again for cells another run held). With another executor than ``map`` the
+        priors are only checked here, on the CPU.
     """
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
     out = Path(out)
     cells = expand(suite, limit=limit, solvers=solvers, device=device, dtype=dtype)
-    prepare(cells)
+    prepare(cells, device=None if executor is map else "cpu")
     out.mkdir(parents=True, exist_ok=True)
     with Store(out / "results.sqlite") as store:
         keys = [c.key for c in cells]
@@ -89,6 +92,7 @@ def run(suite: dict[str, Any], out: str | os.PathLike, *, limit: int | None = No
         while pending:
             deferred: list[Cell] = []
             for result in executor(run_cell, _claimed(pending, store, deferred, retry_failed)):
+                result.row.setdefault("worker", f"local:{os.getpid()}")  # map: computed here
                 save_result(out, store, result, replace=retry_failed)
                 ran += 1
                 bar.set_postfix_str(f"{result.row['solver']}: {result.row['status']}")

@@ -10,6 +10,7 @@ never lost and never duplicated:
 * a cell is identified by ``key``, a hash of everything that determines its result; the key is
   the primary key and rows are inserted with ``ON CONFLICT(key) DO NOTHING``, so two runs that finish the
   same cell leave one row (the first);
+* a store written before a column existed gains it when opened (old rows read it as NULL);
 * ``claim`` lets concurrent runs share a grid without computing a cell twice: a claim held by a
   process that is gone (same host, pid dead) or that is older than ``stale_after`` seconds is
   taken over, so a killed run never blocks its successor.
@@ -47,8 +48,9 @@ CREATE TABLE IF NOT EXISTS cells (
     versions     TEXT NOT NULL,     -- JSON {package: version}
     device       TEXT,
     dtype        TEXT,
-    host         TEXT,
-    finished_at  REAL NOT NULL
+    host         TEXT,              -- the machine that ran the cell
+    finished_at  REAL NOT NULL,
+    worker       TEXT               -- the process that ran it: local:PID or ray:NODE:PID
 );
 CREATE TABLE IF NOT EXISTS images (
     cell_key  TEXT NOT NULL REFERENCES cells(key),
@@ -76,7 +78,7 @@ CREATE TABLE IF NOT EXISTS runs (
 
 CELL_COLUMNS = ("key", "suite", "config_hash", "task", "prior", "dataset", "operator", "solver",
                 "seed", "status", "metrics", "wall_s", "nfe", "peak_mem_mb", "error", "spec",
-                "versions", "device", "dtype", "host", "finished_at")
+                "versions", "device", "dtype", "host", "finished_at", "worker")
 JSON_COLUMNS = ("metrics", "spec", "versions")
 
 
@@ -118,6 +120,15 @@ class Store:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns a store from an older version lacks (inside the opening transaction,
+        so two processes opening one old store add each column once)."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(cells)")}
+        for column, kind in (("worker", "TEXT"),):
+            if column not in have:
+                self._db.execute(f"ALTER TABLE cells ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self._db.close()

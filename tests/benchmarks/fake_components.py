@@ -20,7 +20,10 @@ class FakePrior:
         return self.denoise(x, sigma)
 
 
-def prior():
+def prior(log=""):
+    """``log``: a file that gets a line per load, with the process id (a worker loads it once)."""
+    if log:
+        _log("prior", log)
     return FakePrior()
 
 
@@ -58,20 +61,32 @@ def noise(sigma=0.05):
     return Noise(sigma)
 
 
-def _log(tag):
-    path = os.environ.get("FAKE_SOLVER_LOG")
+def _log(tag, path=""):
+    path = path or os.environ.get("FAKE_SOLVER_LOG")
     if path:
         with open(path, "a") as f:
             f.write(f"{tag} {os.getpid()}\n")
 
 
 def solver(prior, op, y, noise, *, steps, generator=None, callback=None, scale=1.0, sleep=0.0,
-           tag=""):
-    """Returns ``scale * y`` after ``steps`` denoiser calls (NFE = steps)."""
+           tag="", log="", started="", hold=""):
+    """Returns ``scale * y`` after ``steps`` denoiser calls (NFE = steps).
+
+    For tests of processes (files named in the suite reach workers anywhere): ``started`` gets a
+    line ``tag sum(y) pid`` as an image starts, ``log`` (or $FAKE_SOLVER_LOG) as it ends, and with
+    ``hold`` the image does not end before that file exists."""
+    label = f"{tag} {float(y.sum()):.6f}"
+    if started:
+        _log(label, started)
     for i in range(steps):
         prior.denoise(y, 1.0)
     time.sleep(sleep)
-    _log(f"{tag} {float(y.sum()):.6f}")
+    deadline = time.time() + 120
+    while hold and not os.path.exists(hold):
+        if time.time() > deadline:
+            raise TimeoutError(f"{hold} did not appear")
+        time.sleep(0.02)
+    _log(label, log)
     return scale * y + 0 * torch.randn(y.shape, generator=generator)
 
 
