@@ -206,15 +206,27 @@ def run_cell(cell: Cell) -> CellResult:
         status = "diverged" if _is_divergence(err) else "failed"
         error = "".join(traceback.format_exception_only(type(err), err)).strip()
         error += "\n" + "".join(traceback.format_tb(err.__traceback__)[-3:])
-    row = dict(key=cell.key, suite=cell.suite, config_hash=cell.config_hash, task=cell.task,
-               prior=cell.prior, dataset=cell.dataset, operator=cell.operator, solver=cell.solver,
-               seed=cell.seed, status=status, error=error, spec=s, versions=versions(),
-               device=device, dtype=s["dtype"], metrics=summarise([r["metrics"] for r in rows]),
-               wall_s=_mean([r["wall_s"] for r in rows]), nfe=_mean([r["nfe"] for r in rows]),
-               peak_mem_mb=_peak_mem_mb(device))
+    row = _row(cell, status, error, rows, _peak_mem_mb(device))
     if features is not None and status == "ok":
         row["metrics"] |= features.scores()
     return CellResult(row, rows, artifacts)
+
+
+def lost_result(cell: Cell, error: str) -> CellResult:
+    """The ``failed`` result of a cell that returned nothing: its worker process died (killed,
+    out of memory, a crash in native code) as many times as the executor retries it."""
+    return CellResult(_row(cell, "failed", error, [], None), [], {})
+
+
+def _row(cell: Cell, status: str, error: str | None, rows: list[dict[str, Any]],
+         peak_mem_mb: float | None) -> dict[str, Any]:
+    s = cell.spec
+    return dict(key=cell.key, suite=cell.suite, config_hash=cell.config_hash, task=cell.task,
+                prior=cell.prior, dataset=cell.dataset, operator=cell.operator, solver=cell.solver,
+                seed=cell.seed, status=status, error=error, spec=s, versions=versions(),
+                device=s["device"], dtype=s["dtype"], metrics=summarise([r["metrics"] for r in rows]),
+                wall_s=_mean([r["wall_s"] for r in rows]), nfe=_mean([r["nfe"] for r in rows]),
+                peak_mem_mb=peak_mem_mb)
 
 
 def _is_divergence(err: Exception) -> bool:

@@ -14,6 +14,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import shlex
 import sys
@@ -31,6 +32,8 @@ examples:
   restore-bench list
   restore-bench run quick --out results/quick
   restore-bench run gmm --out results/gmm --solvers dps,daps,exact
+  restore-bench run quick --out results/quick --workers 2
+  restore-bench run dps-ffhq --data /data/ffhq256 --out results/dps-ffhq --device cuda --ray auto
   restore-bench run dps-ffhq --data /data/ffhq256 --out results/dps-ffhq --device cuda
   restore-bench run my_suite.yaml --out results/mine --limit 2
   restore-bench report results/quick
@@ -41,6 +44,20 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
     return value
 
 
@@ -90,6 +107,25 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--no-report", action="store_true",
                        help="do not write report.md / report.html at the end")
     p_run.add_argument("--quiet", action="store_true", help="no progress bar")
+    scale = p_run.add_argument_group(
+        "parallel runs", "Cells are computed by worker processes; this process alone writes the "
+                         "store. Results are the same as in one process.")
+    scale.add_argument("--workers", type=_positive_int, metavar="N",
+                       help="compute cells in N local worker processes (each loads a prior once; "
+                            "with --device cuda worker i uses GPU i mod the GPU count); with --ray: "
+                            "the number of Ray actors (default: as many as the cluster holds)")
+    scale.add_argument("--threads", type=_positive_int, metavar="T",
+                       help="torch threads per worker (default: cores // workers; with --ray: the "
+                            "cell's CPUs)")
+    scale.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                       help="compute cells on Ray actors: no ADDRESS starts Ray on this machine; "
+                            "auto, HOST:PORT or ray://HOST:PORT joins a cluster (needs "
+                            'pip install -e ".[ray]")')
+    scale.add_argument("--num-cpus", type=_positive_float, metavar="X",
+                       help="with --ray: CPUs per cell (default: the suite's resources:, else 1)")
+    scale.add_argument("--num-gpus", type=_non_negative_float, metavar="X",
+                       help="with --ray: GPUs per cell, fractions allowed (default: the suite's "
+                            "resources:, else 1 with --device cuda, 0 otherwise)")
 
     p_explain = sub.add_parser(
         "explain", help="print each cell's effective solver settings and where each comes from",
@@ -139,19 +175,42 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _executor(args: argparse.Namespace, suite: dict) -> Any:
+    """The executor the options ask for: ``map`` (this process), local workers or Ray actors."""
+    from . import executors
+    from .registry import BenchmarkError
+    if args.ray is None:
+        for flag, value in (("--num-cpus", args.num_cpus), ("--num-gpus", args.num_gpus)):
+            if value is not None:
+                raise BenchmarkError(f"{flag} is a Ray resource: use it with --ray")
+        if args.workers is None:
+            if args.threads is not None:
+                raise BenchmarkError("--threads is per worker: use it with --workers or --ray")
+            return map
+        return executors.LocalWorkers(args.workers, device=args.device, threads=args.threads)
+    cpus, gpus = executors.ray_resources(suite, args.device, args.num_cpus, args.num_gpus)
+    return executors.RayWorkers(args.ray, num_cpus=cpus, num_gpus=gpus, actors=args.workers,
+                                threads=args.threads)
+
+
 def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from . import report, runner
     from .suite import load_suite
-    if args.device.startswith("cuda"):
+    if args.ray is not None:
+        from .executors import import_ray
+        import_ray()  # not installed: say so before anything starts
+    elif args.device.startswith("cuda"):  # with --ray the GPUs are the cluster's, not this machine's
         import torch
         if not torch.cuda.is_available():
             print(f"restore-bench: --device {args.device}: CUDA is not available", file=sys.stderr)
             return EXIT_USAGE
     suite = load_suite(args.suite, data=args.data, checkpoint=args.checkpoint)
-    summary = runner.run(suite, args.out, limit=args.limit, solvers=args.solvers,
-                         device=args.device, dtype=args.dtype, retry_failed=args.retry_failed,
-                         progress=not args.quiet,
-                         command="restore-bench " + shlex.join(argv))
+    executor = _executor(args, suite)
+    with executor if executor is not map else contextlib.nullcontext():
+        summary = runner.run(suite, args.out, limit=args.limit, solvers=args.solvers,
+                             device=args.device, dtype=args.dtype, retry_failed=args.retry_failed,
+                             progress=not args.quiet, executor=executor,
+                             command="restore-bench " + shlex.join(argv))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.status.items()))
     print(f"{summary.suite}: {summary.cells} cells ({counts}); ran {summary.ran}, "
           f"skipped {summary.skipped} already finished; {summary.wall_s:.1f} s")

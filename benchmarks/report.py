@@ -14,7 +14,7 @@ import base64
 import html
 import io
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -304,12 +304,24 @@ def write_report(out: str | Path) -> list[Path]:
                               for r in runs[-10:]))
         if rows:
             doc.pre("versions: " + ", ".join(f"{k} {v}" for k, v in rows[-1]["versions"].items()))
+            _workers(doc, rows)
         for suite in dict.fromkeys(r["suite"] for r in rows):
             _suite_section(doc, out, store, [r for r in rows if r["suite"] == suite], suite)
     md_path, html_path = out / "report.md", out / "report.html"
     write_bytes_atomic(md_path, "\n".join(doc.md).encode())
     write_bytes_atomic(html_path, doc.render_html(f"Benchmark report: {out.name}").encode())
     return [md_path, html_path]
+
+
+def _workers(doc: _Doc, rows: list[dict]) -> None:
+    """Which processes (``--workers``, ``--ray``) computed the cells, on how many machines."""
+    counts = Counter(r["worker"] for r in rows if r.get("worker"))
+    if not counts:
+        return
+    hosts = {r["host"] for r in rows if r.get("worker")}
+    shown = ", ".join(f"{w} ({n})" for w, n in counts.most_common(12))
+    more = f", {len(counts) - 12} more" if len(counts) > 12 else ""
+    doc.pre(f"cells computed by {len(counts)} process(es) on {len(hosts)} machine(s): {shown}{more}")
 
 
 def _suite_section(doc: _Doc, out: Path, store: Store, rows: list[dict], suite: str) -> None:
