@@ -25,6 +25,7 @@ import torch
 
 from .artifacts import image_artifacts
 from .build import build_operator, load_dataset, load_prior, metrics_function
+from .metrics import SAMPLE_METRICS
 from .registry import MissingResource, noise_model, resolve, spec_kwargs
 from .suite import Cell
 from .versions import versions
@@ -293,6 +294,8 @@ def _run_image(cell: Cell, prior: Any, solver: Callable, hyper: dict, noise: Any
     metrics["nfe_op"] = nfe_op
     if features is not None:
         features.add(x, mean)
+    if x_hat.shape[0] > 1 and not getattr(solver, "point_estimate", False):  # samples: K, a sampler
+        metrics |= _uncertainty(("pixel_coverage_90", "ause"), x_hat, x[0])
     if index < s["save_images"]:
         artifacts.update(image_artifacts(cell, name, x[0], y[0], mean[0],
                                          None if std is None else std[0]))
@@ -306,7 +309,11 @@ def _posterior_image(cell: Cell, prior: Any, solver: Callable, hyper: dict, nois
     ``sw`` is the sliced 2-Wasserstein distance to the exact sample, ``sw_floor`` the same distance
     between two exact samples of that size (what a perfect sampler scores), ``mean_err`` the RMS
     error of the sample mean against the exact posterior mean, ``std_ratio`` the mean marginal std
-    of the solver over that of the exact posterior (1 is right; below 1: overconfident)."""
+    of the solver over that of the exact posterior (1 is right; below 1: overconfident).
+    ``coverage_50`` / ``coverage_90``: the fraction of the true coordinates inside the solver's central
+    credible intervals (none for a point estimator); ``exact_coverage_50`` / ``_90`` the same for the
+    exact reference sample (what a calibrated sampler covers with ``n`` samples, when the dataset draws
+    ``x`` from the prior, as ``gmm_points`` does)."""
     from priors import sliced_wasserstein
     n = cell.spec["posterior_samples"]
     device = cell.spec["device"]
@@ -326,6 +333,10 @@ def _posterior_image(cell: Cell, prior: Any, solver: Callable, hyper: dict, nois
         "mean_err": float((samples.reshape(n, -1).mean(0) - exact_mean).norm() / math.sqrt(d)),
         "std_ratio": float(samples.std(0).mean() / reference.std(0).mean()),
     }
+    coverages = ("coverage_50", "coverage_90")
+    if not getattr(solver, "point_estimate", False):
+        metrics |= _uncertainty(coverages, samples, x[0])
+    metrics |= {f"exact_{k}": v for k, v in _uncertainty(coverages, reference, x[0]).items()}
     return dict(image=name, metrics=metrics, wall_s=wall, nfe=nfe)
 
 
@@ -415,6 +426,12 @@ def _best_of_metrics(x_hat: torch.Tensor, x: torch.Tensor, op: Any, y: torch.Ten
             pick = best(name, values) if best_by == "each" else chosen
             out[f"{name}@best{n}"] = values[pick]
     return out, chosen
+
+
+def _uncertainty(names: tuple[str, ...], samples: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
+    """The :data:`~benchmarks.metrics.SAMPLE_METRICS` ``names`` of ``samples`` (n, *shape) against
+    ``truth`` (*shape)."""
+    return {name: SAMPLE_METRICS[name].fn(samples, truth) for name in names}
 
 
 def summarise(per_image: list[dict[str, float]]) -> dict[str, dict[str, float]]:

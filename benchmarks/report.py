@@ -61,17 +61,24 @@ def _cell(pooled: dict[str, tuple[float, float, int]], metric: str) -> str:
     return _fmt(mean, std if n > 1 else None)
 
 
-def _pooled(store: Store, rows: list[dict]) -> dict[str, tuple[float, float, int]]:
-    """Metric -> (mean, std, n) pooled over the images of ``rows`` (one per seed)."""
-    values: dict[str, list[float]] = defaultdict(list)
+def _image_values(store: Store, rows: list[dict]) -> dict[str, dict[tuple, float]]:
+    """Metric -> {(seed, image): value} over the images of the ``ok`` rows among ``rows``."""
+    values: dict[str, dict[tuple, float]] = defaultdict(dict)
     for row in rows:
         if row["status"] != "ok":  # a cell that failed part-way is not scored on its good images
             continue
         for image in store.images(row["key"]):
             for name, v in image["metrics"].items():
                 if v is not None and math.isfinite(v):
-                    values[name].append(v)
-    return {k: (float(np.mean(v)), float(np.std(v)), len(v)) for k, v in values.items()}
+                    values[name][(row["seed"], image["image"])] = v
+    return values
+
+
+def _pooled(store: Store, rows: list[dict]) -> dict[str, tuple[float, float, int]]:
+    """Metric -> (mean, std, n) pooled over the images of ``rows`` (one per seed)."""
+    values = _image_values(store, rows)
+    return {k: (float(np.mean(list(v.values()))), float(np.std(list(v.values()))), len(v))
+            for k, v in values.items()}
 
 
 class _Doc:
@@ -177,7 +184,8 @@ def _task_table(doc: _Doc, store: Store, by_solver: dict[str, list[dict]]) -> di
     pooled = {s: _pooled(store, rows) | _set_scores(rows) for s, rows in by_solver.items()}
     # forward-model evaluations are a cost, shown beside NFE, not a metric column
     op_evals = {s: p.pop("nfe_op", None) for s, p in pooled.items()}
-    names = [m for m in _metric_names(pooled.values()) if m != "sw_floor"]
+    # references, said once: the floor beside this table, the exact coverage in the calibration table
+    names = [m for m in _metric_names(pooled.values()) if m != "sw_floor" and not m.startswith("exact_")]
     header = ["solver", "status"] + [_header(m) for m in names] + ["wall s/img", "NFE/img", "op evals/img",
                                                                    "peak MB", "images"]
     body = []
@@ -340,6 +348,7 @@ def _suite_section(doc: _Doc, out: Path, store: Store, rows: list[dict], suite: 
     metric = "psnr" if any("psnr" in e["pooled"] for t in summary.values() for e in t.values()) \
         else "sw"
     _overview(doc, summary, metric)
+    _calibration(doc, store, tasks)
     if metric == "psnr":
         _scatter(doc, summary, metric, suite)
     grids = []
@@ -392,3 +401,86 @@ def _overview(doc: _Doc, summary: dict[tuple, dict[str, dict]], metric: str) -> 
     header = ["task"] + solvers + (["exact floor"] if metric == "sw" else [])
     doc.table(header, body, bold)
 
+
+#: the credible levels of the calibration table, as in the metric names ``coverage_50`` ...
+COVERAGE_LEVELS = (50, 90)
+
+#: per task, per solver: metric -> {(seed, image): value}
+_Values = dict[tuple, dict[str, dict[str, dict[tuple, float]]]]
+
+
+def _calibration(doc: _Doc, store: Store, tasks: dict[tuple, dict[str, list[dict]]]) -> None:
+    """The calibration section of an exact-posterior suite (nothing when no row has coverage).
+
+    Per solver: the fraction of true coordinates inside its central 50% / 90% credible intervals, the
+    mean over every (x, y) pair of every problem, beside the exact posterior's own coverage on the
+    same pairs with the same number of samples (``exact_coverage_*``, the reference); then per
+    problem. A solver whose pairs carry the reference but no coverage of its own is a point estimator
+    (the runner gives none to a solver marked ``point_estimate``): it is listed, not tabled.
+    """
+    values: _Values = {t: {s: _image_values(store, rows) for s, rows in by_solver.items()}
+                       for t, by_solver in tasks.items()}
+    has = lambda s, metric: any(metric in t[s] for t in values.values() if s in t)  # noqa: E731
+    solvers = list(dict.fromkeys(s for t in values.values() for s in t))
+    samplers = [s for s in solvers if has(s, "coverage_50")]
+    point = [s for s in solvers if has(s, "exact_coverage_50") and not has(s, "coverage_50")]
+    if not samplers and not point:
+        return
+    doc.heading("Calibration: coverage of central credible intervals", 3)
+    doc.para("The fraction of the true coordinates inside each solver's central 50% and 90% credible "
+             "intervals (empirical quantiles of its posterior samples), mean ± standard error over every "
+             "(x, y) pair of every problem (x drawn from the prior, y from x); beside each, the exact "
+             "posterior's coverage on the same pairs with as many samples (the reference: a calibrated "
+             "sampler matches it). Below it: too narrow (overconfident); above: too wide.")
+    _coverage_table(doc, values, samplers)
+    if point:
+        doc.para("Point estimators (one estimate, no credible intervals, so no coverage): "
+                 + ", ".join(point) + ".")
+    _coverage_per_problem(doc, values, samplers)
+
+
+def _coverage_table(doc: _Doc, values: _Values, samplers: list[str]) -> None:
+    """One row per sampler: coverage and the exact reference per level, pooled over all pairs."""
+    names = [f"{p}coverage_{lv}" for lv in COVERAGE_LEVELS for p in ("", "exact_")]
+    header = ["solver"] + [f"{'exact ' if n.startswith('exact') else ''}{n.rsplit('_', 1)[1]}%"
+                           for n in names] + ["pairs"]
+    body = []
+    for s in samplers:
+        pooled = {n: [v for t in values.values() for v in t.get(s, {}).get(n, {}).values()] for n in names}
+        body.append([s] + [_mean_se(pooled[n]) for n in names] + [str(len(pooled["coverage_50"]))])
+    doc.table(header, body)
+
+
+def _coverage_per_problem(doc: _Doc, values: _Values, samplers: list[str]) -> None:
+    """One column per problem, ``50% / 90%`` per sampler, the exact reference first (the same pairs and
+    reference samples are in every solver's cells of a problem, so any of them gives it)."""
+    levels = " / ".join(f"{lv}%" for lv in COVERAGE_LEVELS)
+    header, reference = ["solver"], ["exact posterior (reference)"]
+    for (_, dataset, operator), by_solver in values.items():
+        header.append(f"{dataset} / {operator}: {levels}")
+        pairs = {lv: {} for lv in COVERAGE_LEVELS}
+        for v in by_solver.values():
+            for lv in COVERAGE_LEVELS:
+                pairs[lv].update(v.get(f"exact_coverage_{lv}", {}))
+        reference.append(" / ".join(_fraction(pairs[lv].values()) for lv in COVERAGE_LEVELS))
+    body = [reference] + [
+        [s] + [" / ".join(_fraction(by_solver.get(s, {}).get(f"coverage_{lv}", {}).values())
+                          for lv in COVERAGE_LEVELS) for by_solver in values.values()]
+        for s in samplers]
+    doc.para(f"Per problem, coverage at {levels}:")
+    doc.table(header, body)
+
+
+def _fraction(values: Iterable[float]) -> str:
+    """The mean of ``values`` to two decimals, or a dash."""
+    mean = _mean_of(values)
+    return "–" if mean is None else f"{mean:.2f}"
+
+
+def _mean_se(values: list[float]) -> str:
+    """``mean ± standard error`` of ``values``, or a dash."""
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) / math.sqrt(len(values)):.3f}"

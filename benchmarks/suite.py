@@ -291,7 +291,8 @@ def expand(suite: dict[str, Any], *, limit: int | None = None, solvers: Sequence
                         "operator": op_spec, "noise": op_noise, "solver": sol_spec,
                         "seed": seed, "device": device, "dtype": dtype,
                         "metrics": task.get("metrics", suite.get("metrics", DEFAULT_METRICS)),
-                        "posterior_samples": int(task.get("posterior_samples", 256)),
+                        "posterior_samples": int(task.get("posterior_samples",
+                                                          suite.get("posterior_samples", 256))),
                         "save_images": int(task.get("save_images", suite.get("save_images", 2))),
                         "labels": [prior_label, dataset_label, op_label, sol_label],
                     }
