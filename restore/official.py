@@ -145,12 +145,20 @@ def _daps() -> dict[str, dict[str, Source]]:
 
 
 def _diffpir() -> dict[str, dict[str, Source]]:
-    def task(config: str, lam: float, zeta: float, steps: int) -> dict[str, Source]:
+    # main_ddpir.py (the script configs/*.yaml drive) multiplies the configured values before it runs:
+    # deblur lambda_ * 7 and zeta * 3, SR lambda_ * i for i = 2..12 (a sweep) and zeta as is, inpainting
+    # both as is.
+    def task(config: str, lam: float, zeta: float, steps: int, lam_key: str = "lambda_",
+             zeta_key: str = "zeta") -> dict[str, Source]:
         f = f"configs/{config}"
-        return {"lam": Source(lam, f, "lambda_"), "zeta": Source(zeta, f, "zeta"),
+        return {"lam": Source(lam, f, lam_key), "zeta": Source(zeta, f, zeta_key),
                 "steps": Source(steps, f, "iter_num"), "official": _MODE}
-    deblur = task("deblur.yaml", 1.0, 0.1, 100)
-    return {"super_resolution": task("sisr.yaml", 1.0, 0.25, 100), "gaussian_blur": deblur,
+    deblur = task("deblur.yaml", 7.0, 0.3, 100,
+                  "lambda_ = 1, run as lambda_ * 7 (main_ddpir.py: range(7, 8))",
+                  "zeta = 0.1, run as zeta * 3 (main_ddpir.py: range(3, 4))")
+    sr = task("sisr.yaml", 1.0, 0.25, 100,
+              "lambda_ = 1; main_ddpir.py sweeps lambda_ * i, i = 2..12, and names no single value")
+    return {"super_resolution": sr, "gaussian_blur": deblur,
             "motion_blur": deblur, "inpainting_box": task("inpaint.yaml", 1.0, 1.0, 20),
             "inpainting_random": task("inpaint.yaml", 1.0, 1.0, 20)}
 

@@ -287,8 +287,60 @@ def test_diffpir_official_grid_start_and_last_step():
     # the last iteration returns the state at t = 0 on the VP scale, without the data step
     s0 = 2 * sig[-1]
     torch.testing.assert_close(out, (xs[-1] - 0.5) / (1 + s0**2) ** 0.5 + 0.5)
-    # the start is y diffused to t = 999: its mean is sqrt(abar_T / abar_y) (y in network units)
-    assert float((xs[0] - 0.5).abs().mean()) > 1.0  # not y itself: sigma_T ~ 78 in image units
+    # main_ddpir.py's start: sqrt(abar_T) (2 y - 1) + sqrt(1 - abar_T) n on the VP scale, i.e. y + sigma_T n
+    n = torch.randn((1, 1, 8, 8), generator=torch.Generator().manual_seed(0)).double()
+    torch.testing.assert_close(xs[0], y + sig[0] * n, rtol=1e-12, atol=1e-12)
+
+
+def test_diffpir_official_sr_start_resizes_y_bicubically():
+    prior, (op, y) = _prior(), _sr_problem()
+    _, sig, xs = _levels(restore.diffpir, prior, op, y, steps=5, official=True, lam=1.0, zeta=0.25)
+    up = torch.nn.functional.interpolate(y, size=(8, 8), mode="bicubic", align_corners=False)
+    n = torch.randn((1, 1, 8, 8), generator=torch.Generator().manual_seed(0)).double()
+    torch.testing.assert_close(xs[0], up + sig[0] * n, rtol=1e-12, atol=1e-12)
+    assert float((up - op.pinv(y)).abs().max()) > 1e-2  # not A^+ y (block replication)
+
+
+class _ProxSpy:
+    """An operator that records the rho of each data step."""
+
+    def __init__(self, op):
+        self.op, self.rhos = op, []
+        self.in_shape, self.out_shape = op.in_shape, op.out_shape
+
+    def __call__(self, x):
+        return self.op(x)
+
+    def to(self, **kw):  # the solver works on a float64 copy: share the record
+        spy = _ProxSpy(self.op.to(**kw))
+        spy.rhos = self.rhos
+        return spy
+
+    def prox(self, z, y, rho):
+        self.rhos.append(float(rho))
+        return self.op.prox(z, y, rho)
+
+
+@pytest.mark.parametrize("noise", [0.025, 0.0])
+def test_diffpir_official_rho_uses_the_noise_on_0_1_floored_and_the_network_sigma(noise):
+    # rho_t = lambda sigma^2 / sigma_ks[t]^2: sigma = max(0.001, noise_level_img) on [0, 1], sigma_ks the
+    # network's own (VP, [-1, 1]) noise level; no data step on the last iteration
+    prior, (op, y) = _prior(), _sr_problem()
+    spy, sig = _ProxSpy(op), []
+    restore.diffpir(prior, spy, y, noise, steps=6, official=True, lam=7.0, zeta=0.3,
+                    generator=torch.Generator().manual_seed(0), callback=lambda d: sig.append(float(d["sigma"])))
+    sigma_n = max(noise, 1e-3)
+    expect = [7.0 * sigma_n ** 2 / (2 * s) ** 2 for s in sig[:-1]]
+    assert len(spy.rhos) == len(sig) - 1
+    np.testing.assert_allclose(spy.rhos, expect, rtol=1e-12)
+
+
+def test_diffpir_official_lambda_zeta_as_main_ddpir_runs_them():
+    # configs/deblur.yaml says lambda_ 1, zeta 0.1; main_ddpir.py runs lambda_ * 7 and zeta * 3
+    assert official_hyper("diffpir", "gaussian_blur")["lam"] == 7.0
+    assert official_hyper("diffpir", "motion_blur")["zeta"] == pytest.approx(0.3)
+    assert "lambda_ * 7" in official_sources("diffpir", "deblur")["lam"]
+    assert official_hyper("diffpir", "inpainting") == {"lam": 1.0, "zeta": 1.0, "steps": 20, "official": True}
 
 
 def test_official_modes_need_a_ddpm_prior(gaussian_noisy):
