@@ -53,7 +53,9 @@ def test_a_suite_lists_registry_metrics_and_its_own(tmp_path):
         rows = store.cells()
         assert {r["status"] for r in rows} == {"ok"}
         for image in store.images(rows[0]["key"]):
-            assert set(image["metrics"]) == {"psnr", "mean_abs_error"} and image["metrics"]["mean_abs_error"] > 0
+            # the suite's metrics, and the forward-model evaluations stored beside them
+            assert set(image["metrics"]) == {"psnr", "mean_abs_error", "nfe_op"}
+            assert image["metrics"]["mean_abs_error"] > 0
 
 
 def test_baselines_come_first_and_are_not_ranked(tmp_path):
