@@ -13,7 +13,7 @@ from benchmarks.registry import BenchmarkError
 from benchmarks.studies.compare_runs import compare
 from benchmarks.suite import load_suite
 from test_runner import SUITE, write_suite
-from test_workers import kill_driver_then_resume, kill_worker_mid_cell, rows_of
+from test_workers import LINUX, kill_driver_then_resume, kill_worker_mid_cell, rows_of
 
 ray = pytest.importorskip("ray", reason='Ray is an optional extra: pip install -e ".[ray]"')
 
@@ -53,10 +53,12 @@ def test_ray_stores_what_one_process_stores(tmp_path, cluster):
     assert {f"ray:{node}:{pid}" for pid in loads} >= workers
 
 
+@LINUX
 def test_actor_killed_mid_cell_is_computed_again_and_stored_once(tmp_path, cluster):
     kill_worker_mid_cell(tmp_path, "--ray", cluster)
 
 
+@LINUX
 def test_driver_killed_mid_run_resumes_without_computing_a_stored_cell_again(tmp_path, cluster):
     kill_driver_then_resume(tmp_path, "--ray", cluster)
 

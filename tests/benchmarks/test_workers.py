@@ -24,6 +24,8 @@ from benchmarks.suite import load_suite
 from test_runner import REPO, SUITE, write_suite
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+#: the kill tests read /proc, and a worker dies with its driver through Linux's PR_SET_PDEATHSIG
+LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only (/proc, prctl)")
 
 
 def process_suite(folder: Path) -> dict:
@@ -167,10 +169,12 @@ def test_workers_store_what_one_process_stores_and_load_a_prior_once(tmp_path):
     assert {f"local:{pid}" for pid in loads} >= pids
 
 
+@LINUX
 def test_worker_killed_mid_cell_is_computed_again_and_stored_once(tmp_path):
     kill_worker_mid_cell(tmp_path, "--workers", "2")
 
 
+@LINUX
 def test_driver_killed_mid_run_resumes_without_computing_a_stored_cell_again(tmp_path):
     kill_driver_then_resume(tmp_path, "--workers", "2")
 
