@@ -30,9 +30,11 @@ image units with the prior's data range (noise levels / scale, Langevin step / s
 * the start ``x_T = sigma_max n`` in network units, centred on the network's zero (0.5 in image
   units for a [-1, 1] network); ours is centred on 0.
 
-Measured on the equivalence harness's tiny eps-network (16 px, 4x box SR), our default against the
-official code: 0.23 relative at 20 levels x 20 Langevin steps, 4.5e-2 at the official 200 x 100;
-``official=True``: 3e-7 and 2e-6 (float32 on their side).
+Measured on the equivalence harness (a tiny random eps-network, 16 px, the official ``DAPS.sample`` on the
+same network and noise): ``official=True`` against the official code 1.3e-7 (4x box SR) and 9e-8 (50%
+inpainting) at 20 levels x 20 Langevin steps, 4.9e-7 and 3.7e-7 at the official 200 x 100, which is their
+float32 floor (their code in float32 against itself in float64); 2e-15 with both sides in float64. Our
+default against it: 0.12 and 8e-2 at 20 x 20, 2e-2 at 200 x 100.
 
 The official DDPM checkpoints are told the noise level through the continuous VP SDE
 (``model/precond.py``, ``VPPrecond``: ``t = 999 * t_VP(sigma)``), not the discrete table our

@@ -13,6 +13,10 @@ Kawar, Elad, Ermon, Song, "Denoising Diffusion Restoration Models", NeurIPS 2022
   [-1, 1] network; ours on 0), and the whole start divided by ``sigma_T`` where the VP state needs
   ``sqrt(abar_T)`` (the official ``init_y / largest_sigmas``; a factor ``sqrt(1 + sigma_T^2) / sigma_T``,
   1 + 2e-5 at t = 950), see :func:`official_ddrm_start`.
+
+With ``official=True`` the equivalence harness (a tiny random eps-network, 16 px, the official
+``efficient_generalized_steps`` with the same noise) measures 7e-7 (4x box SR) and 9e-7 (50% inpainting)
+at 20 steps against the official code, their float32 floor; 7e-16 with both sides in float64.
 """
 from __future__ import annotations
 
