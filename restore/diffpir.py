@@ -14,7 +14,9 @@ Restoration", CVPRW 2023, Algorithm 1; official code: github.com/yuanzhi-zhu/Dif
   image size (SR: ``F.interpolate(..., mode='bicubic', align_corners=False)``), or ``A^+ y`` for any
   other operator (:func:`official_diffpir_init`); ours is pure noise ``sigma_T n``. (The older per-task
   scripts differ here: ``main_ddpir_deblur.py`` and ``main_ddpir_inpainting.py`` diffuse y from the
-  timestep of its own noise level, ``main_ddpir_sisr.py`` upsamples with OpenCV's bicubic);
+  timestep of its own noise level, ``main_ddpir_sisr.py`` upsamples with OpenCV's bicubic: the start's
+  y term is scaled by ``sqrt(abar_T)`` = 6e-3, and on the equivalence harness the first variant moves the
+  result by 9e-12 for deblurring, the ``A^+ y`` start by 5e-8 for box SR, both sides in float64);
 * ``x0_hat`` clipped to the data range (``clip_denoised=True`` in ``utils_model.model_fn``);
 * the last iteration: the official code spends its denoiser call, skips the data step and returns the
   state ``x`` at t = 0 *on the VP scale* (``sqrt(abar_0) x``, not ``x0_hat``); ours takes the data
