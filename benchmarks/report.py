@@ -431,7 +431,9 @@ def _calibration(doc: _Doc, store: Store, tasks: dict[tuple, dict[str, list[dict
              "intervals (empirical quantiles of its posterior samples), mean ± standard error over every "
              "(x, y) pair of every problem (x drawn from the prior, y from x); beside each, the exact "
              "posterior's coverage on the same pairs with as many samples (the reference: a calibrated "
-             "sampler matches it). Below it: too narrow (overconfident); above: too wide.")
+             "sampler matches it). Below it: too narrow (overconfident); above: too wide. Necessary, not "
+             "sufficient: draws from the prior that ignore y cover at the nominal rate too, so read it "
+             "beside sw and std_ratio.")
     _coverage_table(doc, values, samplers)
     if point:
         doc.para("Point estimators (one estimate, no credible intervals, so no coverage): "
