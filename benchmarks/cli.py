@@ -236,14 +236,22 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         print(f"    data: {row['dataset_spec']}" + (f"; split {split['name']}: {split['count']} images, "
                                                       f"{split['images']} ({split['source']})" if split else ""))
         print(f"    metrics: {row['metrics']}" + (f"; set metrics {row['set_metrics']}" if row["set_metrics"] else ""))
+        if row["schedule"]:
+            sched = row["schedule"]
+            steps = (f"; timesteps {sched['timesteps']} ({sched['visited']} visited on a 1000-step DDPM network)"
+                     if "timesteps" in sched else "")
+            print(f"    schedule: grid {sched['grid']}{steps}; variance: {sched['variance']}")
         for k, v in row["hyper"].items():
             print(f"    {k} = {v!r}  ({row['source'][k]})")
     return EXIT_OK
 
 
 def _explain_cell(cell: Any) -> dict[str, Any]:
-    """One cell of ``explain``: the effective solver settings with their sources, the operator, the
-    noise in both units, the data and its split, and the metrics."""
+    """One cell of ``explain``: the effective solver settings with their sources, the schedule (timestep
+    grid and variance, :func:`restore.official.describe_schedule`), the operator, the noise in both
+    units, the data and its split, and the metrics."""
+    from restore.official import describe_schedule
+
     from .splits import get_split
     spec = cell.spec
     hyper = {k: v for k, v in spec["solver"].items() if k != "fn"}
@@ -257,7 +265,8 @@ def _explain_cell(cell: Any) -> dict[str, Any]:
                       "network [-1, 1]": 2 * noise if isinstance(noise, (int, float)) else noise},
             "dataset_spec": spec["dataset"], "limit": spec["limit"],
             "split": get_split(split).describe() if split else None,
-            "metrics": spec["metrics"], "set_metrics": spec.get("set_metrics", [])}
+            "metrics": spec["metrics"], "set_metrics": spec.get("set_metrics", []),
+            "schedule": describe_schedule(spec["solver"]["fn"], hyper.get("steps"), bool(hyper.get("official")))}
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ from torch import Tensor
 from ._common import network_scale
 
 __all__ = ["Source", "OFFICIAL", "TASKS", "official_hyper", "official_sources", "canonical_task",
-           "grid_sigmas", "network_zero", "official_start"]
+           "grid_sigmas", "network_zero", "official_start", "SCHEDULES", "describe_schedule"]
 
 #: The official repositories and the commits the values were read at.
 REPOS = {
@@ -217,6 +217,52 @@ def official_sources(solver: str, task: str) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------------------
 # Helpers of the official modes
+#: Each solver's noise schedule in each mode: ``(grid, variance)``. ``grid`` names a
+#: :meth:`priors.schedules.DiscreteVP.timesteps` grid on a DDPM network's training timesteps, or says
+#: what else the solver visits; ``variance`` says where the noise of each step comes from.
+SCHEDULES: dict[str, dict[bool, tuple[str, str]]] = {
+    "dps": {False: ("linspace", "DDPM posterior variance (ancestral step)"),
+            True: ("respace", "the network's learned range (learned_range) where it has one, else the DDPM "
+                              "posterior variance; x0_hat clipped")},
+    "red_diff": {False: ("linspace", "none: Adam on mu, x_t = mu + sigma_t eps with fresh eps each step"),
+                 True: ("stride", "none: Adam on mu, fresh eps each step; returns mu before the last step")},
+    "ddrm": {False: ("linspace", "spectral: eta / eta_b of the fresh noise per singular value"),
+             True: ("stride", "spectral: eta / eta_b per singular value; start in network units")},
+    "ddnm": {False: ("linspace", "DDIM eta; DDNM+ scales range-space noise by Lambda_noise"),
+             True: ("linspace", "DDIM eta; DDNM+ scales range-space noise by Lambda_noise")},
+    "pigdm": {False: ("linspace", "DDIM ddim_eta, r_t^2 = v sigma^2 / (v + sigma^2) in the guidance"),
+              True: ("stride", "DDIM ddim_eta, noiseless pseudo-inverse guidance (awd)")},
+    "diffpir": {False: ("linspace", "zeta mix of the network's eps and fresh noise (eta 0)"),
+                True: ("quad", "zeta mix of eps and fresh noise (eta 0); x0_hat clipped; start u + sigma_T n")},
+    "daps": {False: ("EDM rho=7 annealing, N points ending at sigma_min",
+                     "Langevin on x0 with step decaying as i / N; x_{t-1} = x0 + sigma_{t-1} n"),
+             True: ("EDM rho=7 annealing, N + 1 points without the last",
+                    "Langevin on x0 with step decaying as i / (N + 1); x_{t-1} = x0 + sigma_{t-1} n")},
+    "dpir": {False: ("log-uniform sigma from 49/255 to max(sigma_y, 0.255/255)", "none (a point estimate)"),
+             True: ("log-uniform sigma from 49/255 to max(sigma_y, 0.255/255)", "none (a point estimate)")},
+}
+
+
+def describe_schedule(solver: str, steps: int | None, official: bool = False,
+                      train_steps: int = 1000) -> dict[str, Any] | None:
+    """The timestep grid and variance ``solver`` uses (``restore-bench explain``); for a DDPM grid also
+    its first and last timesteps on a ``train_steps``-step network. None for a solver not in
+    :data:`SCHEDULES` (the baselines, a user's solver)."""
+    modes = SCHEDULES.get(solver)
+    if modes is None:
+        return None
+    grid, variance = modes[bool(official)]
+    out: dict[str, Any] = {"grid": grid, "variance": variance}
+    if grid == "linspace":  # the default visits prior.sigmas(steps), which is the prior's own grid
+        out["grid"] = "linspace on a DDPM prior (prior.sigmas; an EDM prior: its rho = 7 grid)"
+    if steps and grid in ("linspace", "respace", "quad", "stride"):
+        from priors.schedules import DiscreteVP
+        t = DiscreteVP.linear(train_steps).timesteps(int(steps), grid).tolist()
+        out["timesteps"] = t if len(t) <= 8 else t[:4] + ["..."] + t[-3:]
+        out["visited"] = len(t)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------
 
 def network_zero(prior: Any) -> float:

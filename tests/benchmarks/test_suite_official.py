@@ -99,6 +99,10 @@ def test_explain_shows_the_split_metrics_and_overrides(capsys):
     assert dps["hyper"]["steps"] == 7 and dps["source"]["steps"] == "suite"
     assert dps["split"]["name"] == "ffhq_first1k" and dps["split"]["count"] == 1000
     assert "issue #4" in dps["split"]["source"] and dps["set_metrics"] == ["fid", "kid"]
+    # the official respaced grid, 7 timesteps from 999 to 0, and where the step's variance comes from
+    assert dps["schedule"]["grid"] == "respace" and dps["schedule"]["visited"] == 7
+    assert dps["schedule"]["timesteps"][0] == 999 and dps["schedule"]["timesteps"][-1] == 0
+    assert "learned_range" in dps["schedule"]["variance"]
     assert main(["explain", "daps-ffhq"]) == 0
     text = capsys.readouterr().out
     assert "split ffhq_daps100: 100 images, the first 100 files sorted by path" in text

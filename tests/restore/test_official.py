@@ -347,3 +347,18 @@ def test_official_modes_need_a_ddpm_prior(gaussian_noisy):
     p = gaussian_noisy
     with pytest.raises(ValueError, match="official"):
         restore.red_diff(p.prior, p.op, p.y, p.noise, steps=5, official=True)
+
+
+def test_describe_schedule_names_each_solvers_grid_and_variance():
+    from restore.official import SCHEDULES, describe_schedule
+
+    for solver in ("dps", "red_diff", "ddrm", "ddnm", "pigdm", "diffpir", "daps", "dpir"):
+        assert solver in SCHEDULES and set(SCHEDULES[solver]) == {False, True}
+    dps = describe_schedule("dps", 1000, official=True)
+    assert dps["grid"] == "respace" and dps["visited"] == 1000 and "learned" in dps["variance"]
+    red = describe_schedule("red_diff", 10, official=True)  # range(0, 1000, 100) reversed
+    assert red["timesteps"][:4] == [900, 800, 700, 600] and red["visited"] == 10
+    assert describe_schedule("diffpir", 20, official=True)["timesteps"][0] == 999
+    assert "rho = 7" in describe_schedule("dps", 50)["grid"]
+    assert "timesteps" not in describe_schedule("daps", 20, official=True)
+    assert describe_schedule("tv", 100) is None
