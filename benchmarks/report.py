@@ -379,11 +379,26 @@ def _mean_of(values: Iterable[float | None]) -> float | None:
     return float(np.mean(v)) if v else None
 
 
+def _by_task(summary: dict[tuple, dict[str, dict]]) -> dict[tuple, dict[str, dict]]:
+    """One row per (dataset, operator): a task run with several priors keeps its first prior's
+    solvers under their names, and the others' as ``solver on prior`` (DPIR on FFDNet beside DPIR)."""
+    merged: dict[tuple, dict[str, dict]] = {}
+    first_prior: dict[tuple, str] = {}
+    for (prior, dataset, operator), entries in summary.items():
+        key = (dataset, operator)
+        first_prior.setdefault(key, prior)
+        row = merged.setdefault(key, {})
+        for solver, entry in entries.items():
+            row[solver if prior == first_prior[key] else f"{solver} on {prior}"] = entry
+    return merged
+
+
 def _overview(doc: _Doc, summary: dict[tuple, dict[str, dict]], metric: str) -> None:
-    solvers = list(dict.fromkeys(s for t in summary.values() for s in t))
+    merged = _by_task(summary)
+    solvers = list(dict.fromkeys(s for t in merged.values() for s in t))
     doc.heading(f"Overview: {metric.upper()} per task and solver", 3)
     body, bold = [], set()
-    for i, ((prior, dataset, operator), entries) in enumerate(summary.items()):
+    for i, ((dataset, operator), entries) in enumerate(merged.items()):
         row = [f"{dataset} / {operator}"]
         scored = []
         for j, s in enumerate(solvers):

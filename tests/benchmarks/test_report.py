@@ -63,3 +63,15 @@ def test_grid_includes_posterior_std(results):
     # the failed solver leaves no picture; the 3-sample one adds its std map
     assert names == ["double.npz", "double.png", "measurement.png", "post.npz", "post.png",
                      "post_std.png", "same.npz", "same.png", "truth.png"]
+
+
+def test_overview_merges_a_task_run_with_several_priors_into_one_row():
+    from benchmarks.report import _by_task
+
+    summary = {("natural", "photos", "sr4"): {"dpir": {"a": 1}, "dps": {"a": 2}},
+               ("ffdnet", "photos", "sr4"): {"dpir": {"a": 3}},
+               ("medical", "mr", "mri_r4"): {"dpir": {"a": 4}}}
+    merged = _by_task(summary)
+    assert list(merged) == [("photos", "sr4"), ("mr", "mri_r4")]
+    assert merged[("photos", "sr4")] == {"dpir": {"a": 1}, "dps": {"a": 2}, "dpir on ffdnet": {"a": 3}}
+    assert merged[("mr", "mri_r4")] == {"dpir": {"a": 4}}
