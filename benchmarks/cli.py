@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dataset location for protocol suites (fills ${data} in the YAML)")
     p_run.add_argument("--checkpoint", metavar="PATH",
                        help="prior checkpoint, overriding the suite's 'checkpoint' entry")
+    p_run.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                       help="change a suite value before expanding it (repeatable), e.g. "
+                            "solvers.dps.steps=2; the changed cells get their own keys, so they never "
+                            "mix with the unchanged suite's results")
     p_run.add_argument("--retry-failed", action="store_true",
                        help="run cells whose stored status is failed or diverged again")
     p_run.add_argument("--no-report", action="store_true",
@@ -195,7 +199,7 @@ def _executor(args: argparse.Namespace, suite: dict) -> Any:
 
 def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from . import report, runner
-    from .suite import load_suite
+    from .suite import apply_overrides, load_suite
     if args.ray is not None:
         from .executors import import_ray
         import_ray()  # not installed: say so before anything starts
@@ -204,7 +208,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         if not torch.cuda.is_available():
             print(f"restore-bench: --device {args.device}: CUDA is not available", file=sys.stderr)
             return EXIT_USAGE
-    suite = load_suite(args.suite, data=args.data, checkpoint=args.checkpoint)
+    suite = apply_overrides(load_suite(args.suite, data=args.data, checkpoint=args.checkpoint), args.set)
     executor = _executor(args, suite)
     with executor if executor is not map else contextlib.nullcontext():
         summary = runner.run(suite, args.out, limit=args.limit, solvers=args.solvers,

@@ -123,3 +123,18 @@ def test_readme_example_is_the_bundled_example_verbatim():
     suites = Path(suite_path("example_custom")).parent
     assert "```python\n" + (suites / "example_ops.py").read_text() + "```" in section
     assert "```yaml\n" + (suites / "example_custom.yaml").read_text() + "```" in section
+
+
+def test_run_set_changes_the_suite_and_keeps_its_cells_apart(tmp_path, capsys):
+    """``run --set`` runs the changed suite; its cells get new keys, so the unchanged suite's stored
+    results are neither reused nor overwritten."""
+    out, suite = tmp_path / "out", _suite(tmp_path, ["double"])
+    base = ["run", suite, "--out", str(out), "--quiet", "--no-report", "--limit", "1"]
+    assert cli.main(base) == cli.EXIT_OK
+    assert cli.main(base + ["--set", "solvers.double.scale=3.0"]) == cli.EXIT_OK
+    with Store(out / "results.sqlite") as store:
+        rows = store.cells()
+    assert len(rows) == 4 and len({r["key"] for r in rows}) == 4  # 2 operators x (unchanged, changed)
+    assert sorted(r["spec"]["solver"]["scale"] for r in rows) == [2.0, 2.0, 3.0, 3.0]
+    assert cli.main(base + ["--set", "solvers.nope.steps=1", "--set", "nonsense"]) == cli.EXIT_USAGE
+    assert "--set" in capsys.readouterr().err
