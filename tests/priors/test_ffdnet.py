@@ -88,9 +88,10 @@ def test_denoises_photos_and_a_gray_phantom(ffdnet, photos):
 
 def test_diffusion_solvers_stop_with_a_clear_error(ffdnet, photos):
     op = ops.Inpainting(torch.rand(32, 32, generator=torch.Generator().manual_seed(0)) > 0.5, (3, 32, 32))
-    with pytest.raises(ValueError, match="no diffusion schedule"):
-        restore.dps(ffdnet, op, op(photos), ops.GaussianNoise(0.02), steps=3,
-                    generator=torch.Generator().manual_seed(0))
+    for solver in (restore.dps, restore.daps):  # DAPS anneals on its own grid, and checks too
+        with pytest.raises(ValueError, match="no diffusion schedule"):
+            solver(ffdnet, op, op(photos), ops.GaussianNoise(0.02), steps=3,
+                   generator=torch.Generator().manual_seed(0))
 
 
 def test_dpir_runs_on_ffdnet(ffdnet, photos):
