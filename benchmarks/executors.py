@@ -79,7 +79,7 @@ class LocalWorkers:
     """``workers`` processes on this machine (``restore-bench run --workers N``).
 
     Processes are started with *spawn* (never fork: torch's thread pools and CUDA do not survive a
-    fork), each pinned to ``threads`` torch threads (default: this machine's cores shared out,
+    fork), each limited to ``threads`` torch threads (default: this machine's cores shared out,
     ``cores // workers``). With ``device="cuda"`` worker i computes on GPU ``i % device_count``;
     a cell's spec still says ``cuda``, so its key and result do not depend on the GPU.
     A worker exits with its driver (Linux: ``PR_SET_PDEATHSIG``), so a killed driver leaves no

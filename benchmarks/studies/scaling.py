@@ -21,6 +21,7 @@ Usage::
 
     python -m benchmarks.studies.scaling --out runs/scaling             # quick, then gmm
     python -m benchmarks.studies.scaling --out runs/scaling --limit 1   # one image per dataset
+    python -m benchmarks.studies.scaling --out runs/scaling --small-solvers exact,ddrm,diffpir
 """
 from __future__ import annotations
 
@@ -100,12 +101,14 @@ def scaling(args: argparse.Namespace) -> dict[str, Any]:
 
 def per_cell(args: argparse.Namespace) -> dict[str, Any]:
     folder = args.out / "per_cell" / Path(args.small).stem
-    runs = {mode: timed_run(args.small, folder / mode, MODES[mode], []) for mode in ("workers2", "ray")}
+    extra = ["--solvers", args.small_solvers] if args.small_solvers else []
+    runs = {mode: timed_run(args.small, folder / mode, MODES[mode], extra)
+            for mode in ("workers2", "ray")}
     problems, summary = compare(folder / "workers2", folder / "ray", args.tol)
     runs["ray"]["agrees_with_workers2"] = dict(summary, differences=len(problems))
     for run in runs.values():
         run["ratio"] = run["wall_s"] / runs["workers2"]["wall_s"]
-    cells = expand(load_suite(args.small))
+    cells = expand(load_suite(args.small), solvers=extra[1].split(",") if extra else None)
     with LocalWorkers(2) as workers:
         runs["workers2"]["dispatch_s"] = dispatch_cost(workers, cells)
     with RayWorkers(num_cpus=1, actors=2) as actors:
@@ -138,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="images per dataset of --suite")
     parser.add_argument("--solvers", help="solver labels of --suite, comma-separated")
     parser.add_argument("--small", default="gmm", help="a suite of many small cells (default gmm)")
+    parser.add_argument("--small-solvers", help="solver labels of --small, comma-separated")
     parser.add_argument("--skip-small", action="store_true", help="no per-cell measurement")
     parser.add_argument("--tol", type=float, default=1e-6, help="largest metric difference allowed")
     args = parser.parse_args(argv)
