@@ -343,7 +343,11 @@ class RayWorkers:
                 ray.init(address="local", num_cpus=cpu_count(), include_dashboard=False,
                          _node_ip_address="127.0.0.1", **quiet)
             else:
-                ray.init(address=self.address, **quiet)
+                try:
+                    ray.init(address=self.address, **quiet)
+                except (ConnectionError, ray.exceptions.RayError) as err:  # none there, bad token
+                    raise BenchmarkError(f"--ray {self.address}: cannot join the Ray cluster: "
+                                         f"{err}") from err
             self._owns_connection = True
         n = self.actors or self._fit(ray.cluster_resources())
         actor = ray.remote(_CellActor).options(
