@@ -150,7 +150,8 @@ def daps(
     check_inputs(prior, op, y, noise, steps)
     # DAPS anneals on its own grid but starts from pure noise: a denoiser without a diffusion schedule
     # (FFDNet, trained up to 75/255) raises here rather than being silently started at its top level
-    prior.sigmas(1)
+    if hasattr(prior, "sigmas"):
+        prior.sigmas(1)
     op, y, noise = unit_norm_problem(op, y, noise)
     scale = network_scale(prior)
     top = min(sigma_max / scale, prior.sigma_max)
