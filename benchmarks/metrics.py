@@ -27,7 +27,7 @@ Registry
     ``METRICS`` maps the names suites use (``metrics: [psnr, ssim, "my_module:sharpness"]``) to a
     :class:`Metric`: ``fn(x_hat, x, op, y) -> (B,) values or None`` and whether higher is better (the
     report ranks by it). To add a metric, write its function here and add a line to ``METRICS``.
-    The exact-posterior mode's scores (``sw``, ``sw_floor``, ``mean_err``, ``std_ratio``) are
+    The exact-posterior mode's scores (``sw``, ``sw_floor``, ``sw_prior``, ``mean_err``, ``std_ratio``) are
     computed by :mod:`benchmarks.cell`; ``POSTERIOR_METRICS`` gives their direction.
 
 Uncertainty
@@ -311,8 +311,8 @@ METRICS: dict[str, Metric] = {
 }
 #: the exact-posterior mode's scores (see benchmarks.cell): whether higher is better; ``exact_coverage_*``
 #: are the coverages of the exact posterior's own samples, the reference beside a solver's ``coverage_*``
-POSTERIOR_METRICS: dict[str, bool | None] = {"sw": False, "sw_floor": False, "mean_err": False,
-                                             "std_ratio": None, "exact_coverage_50": None,
+POSTERIOR_METRICS: dict[str, bool | None] = {"sw": False, "sw_floor": False, "sw_prior": False,
+                                             "mean_err": False, "std_ratio": None, "exact_coverage_50": None,
                                              "exact_coverage_90": None}
 
 

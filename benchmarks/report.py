@@ -184,8 +184,9 @@ def _task_table(doc: _Doc, store: Store, by_solver: dict[str, list[dict]]) -> di
     pooled = {s: _pooled(store, rows) | _set_scores(rows) for s, rows in by_solver.items()}
     # forward-model evaluations are a cost, shown beside NFE, not a metric column
     op_evals = {s: p.pop("nfe_op", None) for s, p in pooled.items()}
-    # references, said once: the floor beside this table, the exact coverage in the calibration table
-    names = [m for m in _metric_names(pooled.values()) if m != "sw_floor" and not m.startswith("exact_")]
+    # references, said once: floor and prior beside this table, the exact coverage in the calibration table
+    names = [m for m in _metric_names(pooled.values())
+             if m not in ("sw_floor", "sw_prior") and not m.startswith("exact_")]
     header = ["solver", "status"] + [_header(m) for m in names] + ["wall s/img", "NFE/img", "op evals/img",
                                                                    "peak MB", "images"]
     body = []
@@ -218,9 +219,12 @@ def _task_table(doc: _Doc, store: Store, by_solver: dict[str, list[dict]]) -> di
         doc.para(f"{', '.join(missing)}: not computed (no Inception weights where the cells ran; "
                  f"benchmarks.fid says which file to put where).")
     floors = [p["sw_floor"][0] for p in pooled.values() if "sw_floor" in p]
+    priors = [p["sw_prior"][0] for p in pooled.values() if "sw_prior" in p]
     if floors:
         doc.para(f"Exact-sampler floor (sw between two exact posterior samples of the same size): "
-                 f"{_fmt(float(np.mean(floors)))}.")
+                 f"{_fmt(float(np.mean(floors)))}."
+                 + (f" Prior (sw of as many prior samples, which ignore y): {_fmt(float(np.mean(priors)))}."
+                    if priors else ""))
     return pooled
 
 
@@ -410,11 +414,55 @@ def _overview(doc: _Doc, summary: dict[tuple, dict[str, dict]], metric: str) -> 
         if len(scored) > 1:
             bold.add((i, (max if METRICS[metric] else min)(scored)[1]))
         if metric == "sw":
-            floors = [e["pooled"]["sw_floor"][0] for e in entries.values() if "sw_floor" in e["pooled"]]
-            row.append(_fmt(float(np.mean(floors))) if floors else "–")
+            row += [_reference(entries, "sw_floor"), _reference(entries, "sw_prior")]
         body.append(row)
-    header = ["task"] + solvers + (["exact floor"] if metric == "sw" else [])
+    header = ["task"] + solvers + (["exact floor", "prior"] if metric == "sw" else [])
     doc.table(header, body, bold)
+    if metric == "sw":
+        _share_left_table(doc, merged, solvers)
+
+
+def _reference(entries: dict[str, dict], name: str) -> str:
+    """A task's reference distance (``sw_floor``, ``sw_prior``: the same in every solver's cells), or a
+    dash."""
+    values = [e["pooled"][name][0] for e in entries.values() if name in e["pooled"]]
+    return _fmt(float(np.mean(values))) if values else "–"
+
+
+def share_left(pooled: dict[str, tuple[float, float, int]]) -> float | None:
+    """``(sw - sw_floor) / (sw_prior - sw_floor)`` of one solver on one task, from its pooled means: the
+    share of the distance between the prior and the exact posterior that the solver leaves (0: as close
+    as a second exact sample, 1: as far as the prior; MCGDiff's testbed measure, Cardoso et al. 2024).
+    None without the three, or when the prior is no farther than the floor."""
+    if not all(k in pooled for k in ("sw", "sw_floor", "sw_prior")):
+        return None
+    sw, floor, prior = (pooled[k][0] for k in ("sw", "sw_floor", "sw_prior"))
+    return (sw - floor) / (prior - floor) if prior > floor else None
+
+
+def _share_left_table(doc: _Doc, merged: dict[tuple, dict[str, dict]], solvers: list[str]) -> None:
+    """The overview of an exact-posterior suite as shares of the prior-to-posterior distance left, per
+    task and solver (best ranked solver bold), with each solver's NFE per sample and wall time per
+    problem (means over tasks) below."""
+    doc.heading("Overview: share of the prior-to-posterior distance left", 3)
+    doc.para("(sw - floor) / (prior - floor) per task and solver, from the means over the task's problems: "
+             "0 is as close as a second exact sample, 1 as far as the prior. NFE: denoiser evaluations per "
+             "sample (an SMC solver's particles included); wall: seconds per problem (all its samples); "
+             "both means over the tasks.")
+    body, bold = [], set()
+    for i, ((dataset, operator), entries) in enumerate(merged.items()):
+        row, scored = [f"{dataset} / {operator}"], []
+        for j, s in enumerate(solvers):
+            ratio = share_left(entries[s]["pooled"]) if s in entries else None
+            row.append("–" if ratio is None else f"{ratio:.3f}")
+            if ratio is not None and entries[s]["ranked"]:
+                scored.append((ratio, j + 1))
+        if len(scored) > 1:
+            bold.add((i, min(scored)[1]))
+        body.append(row)
+    for label, key in (("NFE/sample", "nfe"), ("wall s/problem", "wall_s")):
+        body.append([label] + [_fmt(_mean_of(t[s][key] for t in merged.values() if s in t)) for s in solvers])
+    doc.table(["task"] + solvers, body, bold)
 
 
 #: the credible levels of the calibration table, as in the metric names ``coverage_50`` ...

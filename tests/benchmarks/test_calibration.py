@@ -128,3 +128,61 @@ def test_the_exact_posterior_covers_the_nominal_levels_when_x_is_drawn_from_the_
             cover[name].append(SAMPLE_METRICS[name].fn(samples, x[0]))
     assert abs(sum(cover["coverage_50"]) / 150 - 0.5) < 0.06  # 3 standard errors
     assert abs(sum(cover["coverage_90"]) / 150 - 0.9) < 0.04
+
+
+def test_posterior_mode_records_the_priors_distance_beside_the_floor(posterior_run):
+    _, images = posterior_run
+    for name in images["exact"]:
+        # the prior's and the floor's samples depend on the problem, not on the solver
+        assert len({(images[s][name]["sw_prior"], images[s][name]["sw_floor"]) for s in images}) == 1
+    # prior draws ignore y: on average farther from the posterior than a second exact sample (one
+    # problem of 40 samples may not be: a weak measurement of a multimodal posterior)
+    exact = images["exact"].values()
+    assert sum(m["sw_prior"] for m in exact) > 2 * sum(m["sw_floor"] for m in exact)
+
+
+def _table_after(md: str, heading: str) -> list[list[str]]:
+    """The cells of the first table after ``heading``."""
+    lines = md.split(heading, 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    table = lines[start:start + next(i for i, line in enumerate(lines[start:]) if not line.startswith("|"))]
+    return [[c.strip() for c in line.strip("| ").split(" | ")] for line in table if not line.startswith("|---")]
+
+
+def test_report_tables_the_share_of_the_prior_distance_left_with_nfe_and_wall(posterior_run):
+    out, images = posterior_run
+    md = (out / "report.md").read_text()
+    overview = _table_after(md, "### Overview: SW per task and solver")
+    assert overview[0][-2:] == ["exact floor", "prior"]
+    prior = sum(m["sw_prior"] for m in images["exact"].values()) / len(images["exact"])
+    assert overview[1][-1] == f"{prior:.3g}"
+
+    table = _table_after(md, "### Overview: share of the prior-to-posterior distance left")
+    header, row, nfe, wall = table
+    assert header == ["task", "exact", "ddrm", "fps", "red_diff"] and row[0] == "x2 / m1"
+
+    def mean(solver, key):
+        return sum(m[key] for m in images[solver].values()) / len(images[solver])
+
+    shares = {}
+    for j, s in enumerate(header[1:], 1):
+        shares[s] = (mean(s, "sw") - mean(s, "sw_floor")) / (mean(s, "sw_prior") - mean(s, "sw_floor"))
+        assert row[j].strip("*") == f"{shares[s]:.3f}"
+    # the best ranked solver is bold; the exact sampler is the reference, never ranked
+    best = min(("ddrm", "fps", "red_diff"), key=shares.get)
+    assert [c.startswith("**") for c in row[1:]] == [s == best for s in header[1:]]
+    assert nfe == ["NFE/sample", "0", "5", "5", "5"]  # fps: 5 steps of 40 particles, per sample
+    assert wall[0] == "wall s/problem" and all(float(v) > 0 for v in wall[1:])
+
+
+def test_bundled_gmm_testbed_suite_is_mcgdiffs_testbed():
+    """d = 8 and 80, d_y = 1, 2, 4, 2000 samples per problem, 100 steps, every sampler beside the exact one."""
+    cells = expand(load_suite("gmm-testbed"))
+    assert {c.spec["mode"] for c in cells} == {"posterior"}
+    assert {c.spec["posterior_samples"] for c in cells} == {2000}
+    assert {(c.spec["dataset"]["dim"], c.spec["operator"]["m"]) for c in cells} == {
+        (d, m) for d in (8, 80) for m in (1, 2, 4)}
+    assert {"exact", "mcgdiff", "fps", "tds"} <= {c.spec["solver"]["fn"] for c in cells}
+    assert {c.spec["solver"].get("steps") for c in cells if c.spec["solver"]["fn"] != "exact"} == {100}
+    for c in cells:  # truths are prior draws of the suite's mixture
+        assert all(c.spec["dataset"][k] == c.spec["prior"][k] for k in ("dim", "components", "seed"))
