@@ -47,7 +47,7 @@ def lines(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def wait_for(condition, what: str, timeout: float = 120.0) -> None:
+def wait_for(condition, what: str, timeout: float = 600.0) -> None:
     deadline = time.time() + timeout
     while not condition():
         if time.time() > deadline:
