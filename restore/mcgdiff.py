@@ -21,9 +21,9 @@ from torch import Tensor
 from priors.random import Generators
 
 from ._common import check_finite, check_inputs, gaussian_sigma, solver_generator
-from ._smc import check_smc, cloud_randn, denoise_chunked, finish, mark_cloud, resample
+from ._smc import check_smc, cloud_randn, denoise_chunked, finish, kernel_variance, mark_cloud, resample
 
-__all__ = ["mcgdiff", "spectral_problem"]
+__all__ = ["mcgdiff", "spectral_problem", "release"]
 
 
 def spectral_problem(op: Any, y: Tensor, noise: Any, solver: str) -> tuple[Any, Any, Tensor, Tensor, float]:
@@ -63,18 +63,37 @@ def _log_normal(r: Tensor, var: Tensor, active: Tensor) -> Tensor:
     return -0.5 * q.sum(-1)
 
 
+def release(x_bar: Tensor, x0_bar: Tensor, y_bar: Tensor, c: Tensor, released: Tensor, sigma: float,
+            sigma_next: float, kernel_var: float, z: Tensor) -> tuple[Tensor, Tensor]:
+    r"""The step from ``sigma`` to ``sigma_next`` of the coordinates whose level ``c`` lies in between:
+    split at ``c``, where ``y_bar`` is a noiseless observation of the diffusion, ``x_c = y_bar`` with
+    weight factor :math:`\mathcal N(\bar y; m^c, v^c)`, then the kernel from ``c`` to ``sigma_next`` with
+    the same ``x0_bar``. Returns the new coordinates (meaningful where ``released``) and the log-weight
+    factor ``(B, P)``; at ``c = 0`` (noiseless, the last step) ``y_bar`` itself, not reweighted (its
+    factor is degenerate)."""
+    c_safe = torch.where(released & (c > 0), c, 1.0)
+    m_c = x0_bar + (c_safe ** 2 / sigma ** 2) * (x_bar - x0_bar)
+    log_w = _log_normal(y_bar - m_c, kernel_variance(sigma, c_safe, kernel_var), released & (c > 0))
+    r_c = sigma_next ** 2 / c_safe ** 2
+    x_rel = torch.where(c > 0, x0_bar + r_c * (y_bar - x0_bar)
+                        + kernel_variance(c_safe, sigma_next, kernel_var).clamp_min(0).sqrt() * z, y_bar)
+    return x_rel, log_w
+
+
 @torch.no_grad()
 def mcgdiff(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 100,
             generator: Generators = None, callback: Callable[[dict], None] | None = None,
             particles: int = 16, chunk: int | None = None, ess_threshold: float = 0.5,
-            resampling: str = "systematic", return_cloud: bool = False, sigma_on: float | None = None) -> Tensor:
+            resampling: str = "systematic", return_cloud: bool = False, sigma_on: float | None = None,
+            kernel_var: float = 0.5) -> Tensor:
     r"""Sample ``x`` given ``y = A x + n``, ``n ~ N(0, sigma_y^2 I)`` (or ``sigma_y = 0``), with MCGDiff.
 
     A particle filter over the spectral coordinates :math:`\bar x` (Cardoso et al. 2024, Alg. 1). From
-    :math:`\sigma = \sigma_k` to :math:`\sigma' = \sigma_{k+1}` the backward kernel is DDPM's
+    :math:`\sigma = \sigma_k` to :math:`\sigma' = \sigma_{k+1}` the backward kernel is
     :math:`p(\bar x' \mid \bar x) = \mathcal N(m, v)`, :math:`m = \hat{\bar x}_0 + (\sigma'^2/\sigma^2)
-    (\bar x - \hat{\bar x}_0)`, :math:`v = \sigma'^2(\sigma^2-\sigma'^2)/\sigma^2`,
-    :math:`\hat{\bar x}_0 = V^T D(x, \sigma)`, and each coordinate takes one of:
+    (\bar x - \hat{\bar x}_0)` (DDPM's mean), :math:`v` set by ``kernel_var`` (DDPM's
+    :math:`\sigma'^2(\sigma^2-\sigma'^2)/\sigma^2` at 0, the paper's), :math:`\hat{\bar x}_0 = V^T D(x, \sigma)`,
+    and each coordinate takes one of:
 
     * still observed (:math:`c_i < \sigma'`): the proposal :math:`\propto p(\bar x'_i\mid\bar x)\,
       \mathcal N(\bar y_i; \bar x'_i, \sigma'^2 - c_i^2)` (Gaussian, gain :math:`K = v/(v + \sigma'^2 - c_i^2)`),
@@ -83,7 +102,7 @@ def mcgdiff(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 1
       split at the level :math:`c_i` where :math:`\bar y_i` is an exact observation of the diffusion:
       :math:`\bar x_i` at :math:`c_i` is set to :math:`\bar y_i` (weight factor
       :math:`\mathcal N(\bar y_i; m^{c}_i, v^{c}) / g_{\sigma,i}(\bar x_i)`), then brought to
-      :math:`\sigma'` by the DDPM kernel with the same :math:`\hat{\bar x}_0`;
+      :math:`\sigma'` by the kernel with the same :math:`\hat{\bar x}_0`;
     * free (:math:`c_i \ge \sigma`, or :math:`s_i = 0`): :math:`\bar x'_i = m_i + \sqrt v\, z_i`.
 
     Departures from the paper: the release of a noisy coordinate happens at its exact level
@@ -92,7 +111,9 @@ def mcgdiff(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 1
     :math:`\delta(\bar y_i - \hat{\bar x}_{0,i})`, so it is set to :math:`\bar y_i` and not reweighted
     (an error of order ``sigma_min``); a coordinate noisier than the start (:math:`c_i \ge \sigma_{max}`)
     is treated as unmeasured. The start is :math:`\mathcal N(0, \sigma_{max}^2)` tilted by
-    :math:`g_{\sigma_{max}}`, as every solver here starts from :math:`\mathcal N(0, \sigma_{max}^2)`.
+    :math:`g_{\sigma_{max}}`, as every solver here starts from :math:`\mathcal N(0, \sigma_{max}^2)`. The
+    kernel's variance is by default the midpoint between DDPM's and Euler-Maruyama's
+    (:mod:`restore._smc`: DDPM's under-disperses at a hundred steps).
 
     :param prior: denoiser ``D(x, sigma)``, schedule ``prior.sigmas(steps)``.
     :param op: linear operator with a real ``op.svd`` (``ops.Matrix``, ``ops.Inpainting``, ...).
@@ -110,6 +131,8 @@ def mcgdiff(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 1
         data's scale the potentials only cost effective sample size (the prior's kernel contracts towards
         its mean while :math:`g_\sigma` pulls towards :math:`\bar y`), so a ``sigma_on`` of a few data
         scales keeps more particles alive; the target is the same.
+    :param kernel_var: the backward kernel's variance, :math:`\lambda` in :func:`restore._smc.kernel_variance`:
+        0 DDPM's (the paper's), 1 Euler-Maruyama's, 0.5 (default) their midpoint.
     :param return_cloud: return the whole equally weighted cloud ``(B, particles, *op.in_shape)``
         instead of one particle per row (what :func:`restore.posterior` uses).
     :returns: ``(B, *op.in_shape)`` (one particle per row, drawn by weight), in the real dtype of ``y``.
@@ -117,7 +140,7 @@ def mcgdiff(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 1
     :raises TypeError: non-Gaussian ``noise``.
     """
     check_inputs(prior, op, y, noise, steps)
-    check_smc(particles, chunk, ess_threshold, resampling)
+    check_smc(particles, chunk, ess_threshold, resampling, kernel_var)
     op, svd, y_bar, c, _ = spectral_problem(op, y, noise, "mcgdiff")
     generator = solver_generator(generator, y)
     sigmas = prior.sigmas(steps).to(device=y.device, dtype=torch.float64).tolist()
@@ -151,7 +174,7 @@ def mcgdiff(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 1
             callback(dict(i=i, x=to_image(x_bar), sigma=sigma, x0_hat=x0, log_weights=log_w))
         ratio = sigma_next ** 2 / sigma ** 2
         m = x0_bar + ratio * (x_bar - x0_bar)
-        v = ratio * (sigma ** 2 - sigma_next ** 2)
+        v = kernel_variance(sigma, sigma_next, kernel_var)
         z = cloud_randn(batch, particles, (n,), generator, device=y.device)
         was_obs = (c < sigma) & (sigma <= on)
         still = (c < sigma_next) & (sigma_next <= on)
@@ -166,14 +189,8 @@ def mcgdiff(prior: Any, op: Any, y: Tensor, noise: Any = None, *, steps: int = 1
         gain = v / (v + u)
         x_still = m + gain * (y_bar - m) + (gain * u).sqrt() * z
         log_w = log_w + _log_normal(y_bar - m, v + u, still)
-        # released at the level c: x_c = y_bar, then DDPM from c to sigma' with the same x0_hat
-        c_safe = torch.where(released & (c > 0), c, 1.0)
-        m_c = x0_bar + (c_safe ** 2 / sigma ** 2) * (x_bar - x0_bar)
-        v_c = c_safe ** 2 * (sigma ** 2 - c_safe ** 2) / sigma ** 2
-        log_w = log_w + _log_normal(y_bar - m_c, v_c, released & ~degenerate)
-        r_c = sigma_next ** 2 / c_safe ** 2
-        x_rel = torch.where(c > 0, x0_bar + r_c * (y_bar - x0_bar)
-                            + (r_c * (c_safe ** 2 - sigma_next ** 2)).clamp_min(0).sqrt() * z, y_bar)
+        x_rel, log_release = release(x_bar, x0_bar, y_bar, c, released, sigma, sigma_next, kernel_var, z)
+        log_w = log_w + log_release
         x_free = m + v ** 0.5 * z
         x_bar = torch.where(still, x_still, torch.where(released, x_rel, x_free))
         check_finite(x_bar, i, sigma)
