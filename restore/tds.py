@@ -79,8 +79,9 @@ def tds(prior: Any, op: Callable[[Tensor], Tensor], y: Tensor, noise: Any, *, st
 
     Departures from the paper: the state is VE and the schedule the prior's; the kernel's variance is
     by default the midpoint between DDPM's and the paper's Euler-Maruyama one (``kernel_var=1``; the
-    drift is the same, :math:`\sigma^2 - \sigma'^2`), which halves the discretisation bias at 100 steps
-    (:mod:`restore._smc`); resampling is adaptive (ESS) instead of at every step.
+    drift is the same, :math:`\sigma^2 - \sigma'^2`): DDPM's under-disperses and Euler-Maruyama's
+    over-disperses at a hundred steps (:mod:`restore._smc`); resampling is adaptive (ESS) instead of at
+    every step.
 
     :param op: any forward model ``op(x)`` (linear or not), differentiable by autograd.
     :param noise: Gaussian noise with ``sigma_y > 0`` (the final weight is the likelihood).
