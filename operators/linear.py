@@ -82,14 +82,26 @@ def cast_like(t: Tensor, x: Tensor) -> Tensor:
 
 
 def rdot(a: Tensor, b: Tensor) -> Tensor:
-    r"""Per-sample real inner product :math:`\mathrm{Re}\langle a, b\rangle`, shape ``(B,)``."""
+    r"""Per-sample real inner product :math:`\mathrm{Re}\langle a, b\rangle`, shape ``(B,)``.
+
+    Summed in float64 (on CPU), then rounded to the inputs' precision: a float32 sum split over threads
+    depends on the thread count, and through conjugate gradient so would a whole solver run; in float64
+    the partial sums' order stays below float32's rounding."""
     prod = a.conj() * b if (a.is_complex() or b.is_complex()) else a * b
-    return prod.real.reshape(a.shape[0], -1).sum(1) if prod.is_complex() else prod.reshape(a.shape[0], -1).sum(1)
+    prod = prod.real if prod.is_complex() else prod
+    return prod.reshape(a.shape[0], -1).sum(1, dtype=_accumulator(prod)).to(prod.dtype)
 
 
 def batch_norm(a: Tensor) -> Tensor:
-    """Per-sample Euclidean norm, shape ``(B,)``."""
-    return torch.linalg.vector_norm(a.reshape(a.shape[0], -1), dim=1)
+    """Per-sample Euclidean norm, shape ``(B,)`` (accumulated as :func:`rdot`)."""
+    real = a.abs() if a.is_complex() else a
+    return torch.linalg.vector_norm(real.reshape(a.shape[0], -1), dim=1, dtype=_accumulator(real)).to(real.dtype)
+
+
+def _accumulator(t: Tensor) -> torch.dtype:
+    """float64 for CPU sums below float64; a GPU's sum order does not follow a thread count, and many GPUs
+    are slow in float64."""
+    return torch.float64 if t.device.type == "cpu" and t.dtype != torch.float64 else t.dtype
 
 
 def _per_sample(rho: float | Tensor, like: Tensor) -> float | Tensor:

@@ -93,6 +93,22 @@ def test_cg_solves_batched_spd_system(generator):
     torch.testing.assert_close(x[1], torch.linalg.solve(S2, b[1]))
 
 
+def test_inner_products_do_not_depend_on_the_thread_count(generator):
+    """A benchmark cell must give the same numbers on 1 thread as on 2 (--workers 2 against 1)."""
+    a, b = (torch.randn(1, 3, 160, 160, generator=generator) for _ in range(2))
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            results.append((rdot(a, b), batch_norm(a), cg(lambda v: 2 * v + v.flip(-1), b, max_iter=5)))
+    finally:
+        torch.set_num_threads(threads)
+    for one, two in zip(*results):
+        assert torch.equal(one, two)
+    assert results[0][0].dtype == torch.float32
+
+
 def test_default_cg_prox_and_pinv_match_closed_forms(generator):
     """An operator without an SVD falls back to CG; compare with the dense formulas."""
     A = _mat(4, 7, 7)
