@@ -307,6 +307,21 @@ class _CellActor:
         return _stamp(fn(cell), f"ray:{node[:12]}:{os.getpid()}")
 
 
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail fast on a ``HOST:PORT`` or ``ray://HOST:PORT`` that nothing answers: Ray itself retries
+    for minutes before it gives up (``auto`` is left to Ray, which reads the local cluster's file)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise BenchmarkError(f"--ray {address}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise BenchmarkError(f"--ray {address}: cannot join the Ray cluster: nothing answers at "
+                             f"{host}:{port} ({err})") from None
+
+
 class RayWorkers:
     """Cells as tasks of Ray actors (``restore-bench run --ray [ADDRESS]``).
 
@@ -343,6 +358,7 @@ class RayWorkers:
                 ray.init(address="local", num_cpus=cpu_count(), include_dashboard=False,
                          _node_ip_address="127.0.0.1", **quiet)
             else:
+                check_reachable(self.address)
                 try:
                     ray.init(address=self.address, **quiet)
                 except (ConnectionError, ray.exceptions.RayError) as err:  # none there, bad token

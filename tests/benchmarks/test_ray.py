@@ -4,11 +4,12 @@ cell, stored once), the driver killed mid-run (the rerun resumes and computes no
 again), and each cell's resources from the suite or the options. No mocks of Ray."""
 import json
 import logging
+import socket
 
 import pytest
 
 from benchmarks import runner
-from benchmarks.executors import RayWorkers, ray_resources
+from benchmarks.executors import RayWorkers, check_reachable, ray_resources
 from benchmarks.registry import BenchmarkError
 from benchmarks.studies.compare_runs import compare
 from benchmarks.suite import load_suite
@@ -81,3 +82,15 @@ def test_resources_per_cell_come_from_the_options_then_the_suite():
         ray_resources({"name": "s"}, "cuda", num_gpus=0)
     with pytest.raises(BenchmarkError, match="num_cpus: expected a number > 0"):
         ray_resources({"name": "s", "resources": {"num_cpus": 0}}, "cpu")
+
+
+def test_an_address_nothing_answers_fails_fast_naming_it():
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(BenchmarkError, match=f"--ray {address}: cannot join .* nothing answers"):
+            check_reachable(address)
+    with pytest.raises(BenchmarkError, match="expected auto, HOST:PORT or ray://HOST:PORT"):
+        check_reachable("headnode")
+    check_reachable("auto")  # left to Ray
