@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--quiet", action="store_true", help="no progress bar")
     scale = p_run.add_argument_group(
         "parallel runs", "Cells are computed by worker processes; this process alone writes the "
-                         "store. Results are the same as in one process.")
+                         "store. Results equal a one-process run with the same torch threads per cell.")
     scale.add_argument("--workers", type=_positive_int, metavar="N",
                        help="compute cells in N local worker processes (each loads a prior once; "
                             "with --device cuda worker i uses GPU i mod the GPU count); with --ray: "

@@ -2,10 +2,14 @@
 each executor costs per cell.
 
 1. **Scaling.** The suite (default ``quick``) runs once per mode, each as its own ``restore-bench
-   run`` command into a fresh folder: ``--workers 1``, ``--workers 2`` and ``--ray`` (a local Ray
-   instance, one actor per core). The wall time is the command's, start-up included; ratios are
-   against ``--workers 1``. The stores must agree cell by cell (keys, status, NFE, every cell and
-   per-image metric to ``--tol``), checked by :mod:`benchmarks.studies.compare_runs`.
+   run`` command into a fresh folder: ``--workers 1`` (all cores' threads in one process),
+   ``--workers 1 --threads 1``, ``--workers 2`` and ``--ray`` (a local Ray instance, one actor per
+   core; these two give each cell one thread). The wall time is the command's, start-up included;
+   ratios are against ``--workers 1``. "cores busy" is the machine's CPU time over the run (every
+   process, from ``/proc/stat``) divided by its wall time. Each store is compared cell by cell (keys,
+   status, NFE, every cell and per-image metric to ``--tol``, :mod:`benchmarks.studies.compare_runs`)
+   with the one-thread ``--workers 1`` run: a cell's numbers depend on its torch thread count (oneDNN
+   and BLAS split a sum by thread), not on where it runs, so equal thread counts must agree exactly.
 2. **Per-cell cost.** On a suite of many small cells (default ``gmm``): the same commands with
    ``--workers 2`` and ``--ray``, and the steady-state interval between stored cells (the first
    to the last row's ``finished_at``, over the cells between them). Then the executor's round trip
@@ -40,7 +44,9 @@ from ..store import Store
 from ..suite import Cell, expand, load_suite
 from .compare_runs import compare
 
-MODES = {"workers1": ["--workers", "1"], "workers2": ["--workers", "2"], "ray": ["--ray"]}
+MODES = {"workers1": ["--workers", "1"], "workers1-1thread": ["--workers", "1", "--threads", "1"],
+         "workers2": ["--workers", "2"], "ray": ["--ray"]}
+REFERENCE = "workers1-1thread"  # the agreement check's reference: one thread per cell, as workers2 and ray
 
 
 def dispatch_only(cell: Cell) -> CellResult:
@@ -55,11 +61,11 @@ def timed_run(suite: str, out: Path, options: list[str], extra: list[str]) -> di
         raise SystemExit(f"{out} exists: give another --out (each run starts from an empty folder)")
     command = [sys.executable, "-m", "benchmarks", "run", suite, "--out", str(out), "--quiet",
                "--no-report", *options, *extra]
-    load_before = os.getloadavg()[0]
+    load_before, busy_before = os.getloadavg()[0], busy_cpu_seconds()
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    load_after = os.getloadavg()[0]
+    load_after, busy_after = os.getloadavg()[0], busy_cpu_seconds()
     # 1: some cells failed (a result), unless it is Python's exit on an exception (no store)
     if done.returncode not in (0, 1) or not (out / "results.sqlite").exists():
         raise SystemExit(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr[-3000:]}")
@@ -70,7 +76,18 @@ def timed_run(suite: str, out: Path, options: list[str], extra: list[str]) -> di
     return dict(command="restore-bench " + " ".join(command[3:]), wall_s=wall, cells=len(rows),
                 status={s: sum(r["status"] == s for r in rows) for s in {r["status"] for r in rows}},
                 workers=len({r["worker"] for r in rows}), interval_s=interval,
+                cores_busy=None if busy_before is None else (busy_after - busy_before) / wall,
                 load_before=load_before, load_after=load_after)
+
+
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds this machine has spent busy since boot, all processes (Linux ``/proc/stat``)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def dispatch_cost(executor: Callable[[Callable, Iterable[Cell]], Iterable[CellResult]],
@@ -93,9 +110,9 @@ def scaling(args: argparse.Namespace) -> dict[str, Any]:
     runs = {mode: timed_run(args.suite, folder / mode, MODES[mode], extra) for mode in MODES}
     for mode, run in runs.items():
         run["ratio"] = run["wall_s"] / runs["workers1"]["wall_s"]
-        if mode != "workers1":
-            problems, summary = compare(folder / "workers1", folder / mode, args.tol)
-            run["agrees_with_workers1"] = dict(summary, differences=len(problems))
+        if mode != REFERENCE:
+            problems, summary = compare(folder / REFERENCE, folder / mode, args.tol)
+            run["agrees"] = dict(summary, differences=len(problems))
     return runs
 
 
@@ -105,7 +122,7 @@ def per_cell(args: argparse.Namespace) -> dict[str, Any]:
     runs = {mode: timed_run(args.small, folder / mode, MODES[mode], extra)
             for mode in ("workers2", "ray")}
     problems, summary = compare(folder / "workers2", folder / "ray", args.tol)
-    runs["ray"]["agrees_with_workers2"] = dict(summary, differences=len(problems))
+    runs["ray"]["agrees"] = dict(summary, differences=len(problems))
     for run in runs.values():
         run["ratio"] = run["wall_s"] / runs["workers2"]["wall_s"]
     cells = expand(load_suite(args.small), solvers=extra[1].split(",") if extra else None)
@@ -117,12 +134,13 @@ def per_cell(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _table(title: str, runs: dict[str, dict]) -> str:
-    header = ["mode", "wall s", "ratio", "cells", "status", "processes", "s between rows",
+    header = ["mode", "wall s", "ratio", "cores busy", "cells", "status", "processes", "s between rows",
               "dispatch ms/cell", "agrees (max abs diff)", "load before → after"]
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for mode, r in runs.items():
-        agree = r.get("agrees_with_workers1") or r.get("agrees_with_workers2")
+        agree = r.get("agrees")
         cells = [mode, f"{r['wall_s']:.1f}", f"{r['ratio']:.2f}" if "ratio" in r else "–",
+                 "–" if r.get("cores_busy") is None else f"{r['cores_busy']:.2f}",
                  str(r["cells"]), ", ".join(f"{n} {s}" for s, n in sorted(r["status"].items())),
                  str(r["workers"]), "–" if r["interval_s"] is None else f"{r['interval_s']:.3f}",
                  f"{r['dispatch_s'] * 1e3:.2f}" if "dispatch_s" in r else "–",
@@ -148,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results = {"cores": len(os.sched_getaffinity(0)), "scaling": scaling(args)}
     report = [f"## Scaling on {results['cores']} cores", "",
-              _table(f"{args.suite}: --workers 1, --workers 2, --ray", results["scaling"])]
+              _table(f"{args.suite}: --workers 1, --workers 2, --ray (agreement against {REFERENCE})",
+                     results["scaling"])]
     if not args.skip_small:
         results["per_cell"] = per_cell(args)
         report += ["", _table(f"{args.small}: per-cell cost (ratio against --workers 2)",
