@@ -120,6 +120,23 @@ class Source:
 _PYDICOM = "data_store/data/"
 _MRICRON = "usr/share/mricron/templates/"
 _OPENCV = "opencv_python-5.0.0.93/opencv/samples/data/"
+#: lomiri-wallpapers-16.04's photographs: (subject, author) as in the file name, and the licence Debian's
+#: copyright file gives the file (Files: 16.04/<subject>_by_<author>.jpg).
+_LOMIRI_16 = (
+    ("Bridge", "Sander_Klootwijk", "CC-BY-SA-4.0"), ("Dragonfly", "Bolly", "CC-BY-SA-4.0"),
+    ("Picture_0B", "freespace", "CC-BY-4.0"), ("Picture_1A", "freespace", "CC-BY-4.0"),
+    ("Wine", "Jakkub_Mede", "CC-BY-4.0"), ("aitzgorri", "Aitzol_Berasategi", "CC-BY-4.0"),
+    ("free", "Peter_Nerlich", "CC-BY-SA-4.0"), ("friends", "Aitzol_Berasategi", "CC-BY-4.0"),
+    ("greentock", "Peter_Nerlich", "CC-BY-SA-4.0"), ("life", "Aitzol_Berasategi", "CC-BY-4.0"),
+    ("picosdeeuropa", "Aitzol_Berasategi", "CC-BY-4.0"), ("seeding", "Clements_Engelhardt", "CC0-1.0"),
+    ("sunset", "Aitzol_Berasategi", "CC-BY-4.0"))
+#: palapeli-data's puzzle photographs: (name, licence, what its .desktop file says: X-KDE-PluginInfo-License, -Author).
+_PALAPELI = (
+    ("castle-maintenon", "GFDL", "FDL, Eric Pouhier"),
+    ("cincinnati-bridge", "public domain", "Public Domain, Derek Jensen"),
+    ("citrus-fruits", "public domain", "Public Domain, US Department of Agriculture"),
+    ("european-honey-bee", "public domain", "Public Domain, John Severns"),
+    ("panther-chameleon-female", "GFDL", "GNU-FDL, B. Navez and others"))
 
 SOURCES: dict[str, Source] = {s.name: s for s in [
     # ---------------------------------------------------------------- medical
@@ -187,6 +204,41 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
         licence="LGPL-3.0 (each wallpaper's metadata.json); GPL-2.0-or-later (Debian copyright, Files: *)",
         licence_file="usr/share/doc/plasma-workspace-wallpapers/copyright",
         note="the photographs only (the others are digital art), each from its 2560x1600 rendition"),
+    Source(
+        "lomiri-wallpapers-16.04", "natural", "debian", "lomiri-wallpapers-16.04", "20.04.0-2", "photo",
+        members=tuple(f"usr/share/backgrounds/{f}_by_{a}.jpg" for f, a, _ in _LOMIRI_16),
+        licence="CC-BY-4.0, CC-BY-SA-4.0 or CC0-1.0 (per file)",
+        licences=tuple((f"usr/share/backgrounds/{f}_by_{a}.jpg", lic) for f, a, lic in _LOMIRI_16),
+        licence_file="usr/share/doc/lomiri-wallpapers-16.04/copyright",
+        note="Ubuntu Touch 16.04 wallpapers, the photographs only, each file's licence from Debian's copyright "
+             "(Files: 16.04/<name>); left out: umang (abstract graphic) and analogpattern (a surface under "
+             "a colour wash that may be digital)"),
+    Source(
+        "lomiri-wallpapers-20.04", "natural", "debian", "lomiri-wallpapers-20.04", "20.04.0-2", "photo",
+        members=("usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg",),
+        licence="CC-BY-SA-3.0", licence_file="usr/share/doc/lomiri-wallpapers-20.04/copyright",
+        note="Ubuntu Touch 20.04 wallpapers: the one photograph (Kleiber, a nuthatch; Debian copyright, Files: "
+             "20.04/Kleiber_by_Lukas_Baubkus.jpg); Fossa, Infinite-Sea and Painting-Colors are digital art"),
+    Source(
+        "palapeli-puzzles", "natural", "debian", "palapeli-data", "4:22.12.3-1", "photo",
+        members=tuple(f"usr/share/palapeli/collection/{f}.jpg" for f, _, _ in _PALAPELI),
+        licence="GPL-2.0-or-later (Debian copyright, Files: *)",
+        licences=tuple((f"usr/share/palapeli/collection/{f}.jpg",
+                        f"{lic} ({f}.desktop: {said}); GPL-2.0-or-later (Debian copyright, Files: *)")
+                       for f, lic, said in _PALAPELI),
+        licence_file="usr/share/doc/palapeli-data/copyright",
+        note="the five puzzle photographs of KDE's jigsaw game (Wikimedia Commons; author, page and licence in "
+             "each collection/<name>.desktop); the backgrounds/ are generated textures"),
+    Source(
+        "lxqt-wallpapers", "natural", "debian", "lxqt-themes", "1.2.0-1", "photo",
+        members=tuple(f"usr/share/lxqt/wallpapers/{f}" for f in (
+            "after-the-rain.jpg", "appleflower.png", "beam.png", "butterfly.png", "drop.png", "flowers.png",
+            "fog.jpg", "this-is-not-windows.jpg")),
+        licence="CC-BY-SA-3.0 (usr/share/lxqt/wallpapers/License); LGPL-2.1-or-later (Debian copyright, Files: *)",
+        licence_file="usr/share/lxqt/wallpapers/License",
+        note="the eight photographs the wallpapers' License file credits to stefonarch; left out: "
+             "Butterfly-Kenneth-Wimer, Valendas and cloud (photographs, but no author credited), and the "
+             "logos, origami, triangles and waves graphics"),
     Source(
         "libjxl-testdata", "natural", "debian", "libjxl-testdata", "0.0~git20230110.d6168ff-1", "photo",
         members=("usr/share/libjxl-testdata/jxl/flower/flower.png", "usr/share/libjxl-testdata/jxl/hdr_room.png",
