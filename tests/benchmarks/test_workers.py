@@ -86,14 +86,19 @@ def assert_stored_once(out: Path, n: int) -> list[dict]:
     return rows
 
 
-def kill_worker_mid_cell(tmp_path: Path, *options: str) -> None:
-    """Run the process suite with ``options``, kill -9 the process computing the first held cell,
-    then let the cells go on: the cell is computed again elsewhere and every cell stored once."""
+def start_process_suite(tmp_path: Path, *options: str) -> tuple[Path, Path, Path, subprocess.Popen]:
+    """The process suite's files folder, suite file and output folder, and its CLI run with ``options``."""
     folder = tmp_path / "files"
     folder.mkdir()
     suite_file = write_suite(tmp_path / "suite", process_suite(folder))
     out = tmp_path / "out"
-    proc = cli_run(suite_file, out, *options)
+    return folder, suite_file, out, cli_run(suite_file, out, *options)
+
+
+def kill_worker_mid_cell(tmp_path: Path, *options: str) -> None:
+    """Run the process suite with ``options``, kill -9 the process computing the first held cell,
+    then let the cells go on: the cell is computed again elsewhere and every cell stored once."""
+    folder, suite_file, out, proc = start_process_suite(tmp_path, *options)
     try:
         wait_for(lambda: any(tag == "held" for tag, *_ in lines(folder / "started.txt")),
                  "a held cell to start")
@@ -119,11 +124,7 @@ def kill_worker_mid_cell(tmp_path: Path, *options: str) -> None:
 def kill_driver_then_resume(tmp_path: Path, *options: str) -> None:
     """Kill -9 the driver while its workers hold cells, then rerun the same command: the grid
     completes, no stored cell is computed again, and no worker of the killed driver lives on."""
-    folder = tmp_path / "files"
-    folder.mkdir()
-    suite_file = write_suite(tmp_path / "suite", process_suite(folder))
-    out = tmp_path / "out"
-    proc = cli_run(suite_file, out, *options)
+    folder, suite_file, out, proc = start_process_suite(tmp_path, *options)
     try:
         # the held cells cannot finish before "go" exists: the run is mid-grid
         wait_for(lambda: len(rows_of(out)) >= 2 and any(
