@@ -158,6 +158,20 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
         note="the lossless/uncompressed copy of each image only (the *_J2KI/_UNCI twins are the same pictures); "
              "bad_sequence.dcm (CT neck, JPEG lossless) needs pylibjpeg or gdcm to decode and is left out"),
     Source(
+        "pydicom-test-files", "medical", "pypi", "pydicom", "3.0.2", "dicom",
+        members=tuple("pydicom/data/test_files/" + f for f in (
+            "J2K_pixelrep_mismatch.dcm",  # CT head (skull base), 512 px, HU (JPEG 2000 lossless, decoded by Pillow)
+            "CT_small.dcm",               # CT thorax (vertebra, lung), 128 px: NEMA WG04 CT1_UNC downsized
+        )),
+        licence="MIT", licence_file="pydicom-3.0.2.dist-info/licenses/LICENSE",
+        pip_args=("--only-binary", ":all:"),
+        note="two real CT slices among pydicom's own test files, both train; their README.txt: 'I believe there "
+             "is no restriction on using any of these files in this manner'. Neither is a picture of pydicom-data "
+             "(J2K_pixelrep_mismatch, from pydicom issue 1149, is another head than the held-out 693_UNCR). "
+             "Left out: MR_small* (64 px), the NM/US/RGB/RT files, examples_overlay.dcm (an exact crop of the "
+             "held-out MR-SIEMENS-DICOM-WithOverlays), no_meta.dcm (CT_small without its file meta), "
+             "dicomdirtests/ (no pixel data)"),
+    Source(
         "mricron-data", "medical", "debian", "mricron-data", "1.2.20211006+dfsg-4", "nifti",
         members=tuple(_MRICRON + f for f in ("ch2.nii.gz", "ch2better.nii.gz", "inia19-t1-brain.nii.gz")),
         test=(_MRICRON + "inia19-t1-brain.nii.gz",),
