@@ -14,7 +14,9 @@ Both of the latter
 * stamp each row with the machine (``host``) and the process (``worker``) that computed it.
 
 Workers only compute: the driver alone writes the store and the artifacts. Per-image generators
-(DESIGN §2) make a cell's result independent of the process that computes it.
+(DESIGN §2) make a cell's result independent of the process that computes it, though not of its
+torch thread count (oneDNN and BLAS split sums by thread): rows are bit-identical across executors
+that give a cell the same ``threads`` (``benchmarks/studies/results/scaling.md``).
 """
 
 from __future__ import annotations
