@@ -218,13 +218,12 @@ def _task_table(doc: _Doc, store: Store, by_solver: dict[str, list[dict]]) -> di
     if missing:
         doc.para(f"{', '.join(missing)}: not computed (no Inception weights where the cells ran; "
                  f"benchmarks.fid says which file to put where).")
-    floors = [p["sw_floor"][0] for p in pooled.values() if "sw_floor" in p]
-    priors = [p["sw_prior"][0] for p in pooled.values() if "sw_prior" in p]
-    if floors:
+    floor, prior = (_reference_mean(pooled.values(), name) for name in ("sw_floor", "sw_prior"))
+    if floor is not None:
         doc.para(f"Exact-sampler floor (sw between two exact posterior samples of the same size): "
-                 f"{_fmt(float(np.mean(floors)))}."
-                 + (f" Prior (sw of as many prior samples, which ignore y): {_fmt(float(np.mean(priors)))}."
-                    if priors else ""))
+                 f"{_fmt(floor)}."
+                 + (f" Prior (sw of as many prior samples, which ignore y): {_fmt(prior)}."
+                    if prior is not None else ""))
     return pooled
 
 
@@ -414,7 +413,8 @@ def _overview(doc: _Doc, summary: dict[tuple, dict[str, dict]], metric: str) -> 
         if len(scored) > 1:
             bold.add((i, (max if METRICS[metric] else min)(scored)[1]))
         if metric == "sw":
-            row += [_reference(entries, "sw_floor"), _reference(entries, "sw_prior")]
+            row += [_fmt(_reference_mean((e["pooled"] for e in entries.values()), name))
+                    for name in ("sw_floor", "sw_prior")]
         body.append(row)
     header = ["task"] + solvers + (["exact floor", "prior"] if metric == "sw" else [])
     doc.table(header, body, bold)
@@ -422,11 +422,10 @@ def _overview(doc: _Doc, summary: dict[tuple, dict[str, dict]], metric: str) -> 
         _share_left_table(doc, merged, solvers)
 
 
-def _reference(entries: dict[str, dict], name: str) -> str:
-    """A task's reference distance (``sw_floor``, ``sw_prior``: the same in every solver's cells), or a
-    dash."""
-    values = [e["pooled"][name][0] for e in entries.values() if name in e["pooled"]]
-    return _fmt(float(np.mean(values))) if values else "–"
+def _reference_mean(pools: Iterable[dict], name: str) -> float | None:
+    """The mean of a reference distance (``sw_floor``, ``sw_prior``: the same in every solver's cells of
+    a task) over pooled scores, or None where none has it."""
+    return _mean_of(p[name][0] if name in p else None for p in pools)
 
 
 def share_left(pooled: dict[str, tuple[float, float, int]]) -> float | None:

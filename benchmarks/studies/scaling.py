@@ -86,7 +86,7 @@ def busy_cpu_seconds() -> float | None:
         fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     except OSError:
         return None
-    user, nice, system, idle, iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields[:7])
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
