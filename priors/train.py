@@ -27,7 +27,7 @@ from .denoiser import wrap
 from .files import atomic_write, write_bytes_atomic
 from .unet import UNet, reset_parameters
 
-__all__ = ["RECIPES", "make_data", "edm_loss", "ddpm_loss", "train", "export", "main"]
+__all__ = ["RECIPES", "make_data", "edm_loss", "ddpm_loss", "learning_rate", "train", "export", "main"]
 
 RECIPES_DIR = Path(__file__).with_name("recipes")
 RECIPES = {p.stem: p for p in sorted(RECIPES_DIR.glob("*.json"))}
@@ -35,7 +35,7 @@ RECIPES = {p.stem: p for p in sorted(RECIPES_DIR.glob("*.json"))}
 DEFAULTS = dict(
     data="phantom", size=32, phantom_size=64, batch=64, steps=20000, lr=2e-4, lr_warmup=500, ema=0.999, loss="edm",
     channels=48, channel_mult=[1, 2, 2], num_blocks=2, emb_dim=128, groups=8, dropout=0.0, bf16=True,
-    checkpoint_every=250, seed=0, name=None, threads=0, init_from=None,
+    checkpoint_every=250, seed=0, name=None, threads=0, init_from=None, lr_decay_start=None, lr_final=None,
 )
 
 
@@ -134,6 +134,28 @@ def bf16_is_fast(device: str = "cpu") -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+def learning_rate(config: dict, step: int) -> float:
+    """The learning rate of training step ``step`` (0-based): a linear warm-up over ``lr_warmup`` steps, then
+    ``lr``; with ``lr_decay_start`` set, a cosine anneal from there to ``lr_final`` at step ``steps``
+    (Loshchilov & Hutter 2017, SGDR, eq. 5, one cycle: eta_t = eta_min + (eta_max - eta_min)(1 + cos(pi T_cur / T)) / 2)."""
+    rate = config["lr"] * min(1.0, (step + 1) / config["lr_warmup"])
+    start = config["lr_decay_start"]
+    if start is None or step < start:
+        return rate
+    progress = (step + 1 - start) / (config["steps"] - start)
+    return config["lr_final"] + (rate - config["lr_final"]) * (1 + math.cos(math.pi * progress)) / 2
+
+
+def _check_schedule(config: dict) -> None:
+    start, final = config["lr_decay_start"], config["lr_final"]
+    if (start is None) != (final is None):
+        raise ValueError(f"lr_decay_start, lr_final: set both or neither, got {start} and {final}")
+    if start is not None and not 0 <= start < config["steps"]:
+        raise ValueError(f"lr_decay_start: expected a step in [0, steps={config['steps']}), got {start}")
+    if final is not None and not 0 <= final <= config["lr"]:
+        raise ValueError(f"lr_final: expected a rate in [0, lr={config['lr']}], got {final}")
+
+
 def _checkpoint_paths(out: Path) -> tuple[Path, Path]:
     """The model checkpoint and the optimiser state, kept apart so each stays small enough to commit
     (a run is carried from one 2-core session to the next in the repository)."""
@@ -176,6 +198,7 @@ def train(config: dict, out: Path, max_seconds: float | None = None, progress: b
     (for spreading a long run over sessions); time from earlier sessions does not count against it.
     """
     config = {**DEFAULTS, **config}
+    _check_schedule(config)
     out.mkdir(parents=True, exist_ok=True)
     batch_maker, channels = make_data(config["data"], config["size"], config["phantom_size"])
     net = UNet(in_channels=channels, channels=config["channels"], channel_mult=tuple(config["channel_mult"]),
@@ -214,7 +237,7 @@ def train(config: dict, out: Path, max_seconds: float | None = None, progress: b
         g = torch.Generator().manual_seed(config["seed"] * 1_000_003 + step)
         x0 = batch_maker(config["batch"], g) * 2 - 1  # image units [0, 1] -> network units [-1, 1]
         for group in optimizer.param_groups:
-            group["lr"] = config["lr"] * min(1.0, (step + 1) / config["lr_warmup"])
+            group["lr"] = learning_rate(config, step)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
             loss = loss_fn(net, x0, g, schedule)
         optimizer.zero_grad(set_to_none=True)
@@ -322,7 +345,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-minutes", type=float, default=None, help="stop at a checkpoint after this long")
     parser.add_argument("--plot-only", action="store_true", help="only redraw the loss curve and sample grid")
     for key, value in DEFAULTS.items():
-        kind = type(value) if value is not None and not isinstance(value, (bool, list)) else str
+        kind = {"lr_decay_start": int, "lr_final": float}.get(key) or (
+            type(value) if value is not None and not isinstance(value, (bool, list)) else str)
         parser.add_argument("--" + key.replace("_", "-"), type=kind, default=None)
     args = parser.parse_args(argv)
     if args.threads:  # the entry point alone sets the process-wide thread count, never the library code

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 import priors
 from priors.phantoms import TEST_SEED_OFFSET, phantom, random_phantoms
 from priors.photos import HELD_OUT, TRAIN_GRAY, TRAIN_RGB
-from priors.train import train
+from priors.train import DEFAULTS, learning_rate, train
 
 TINY = dict(name="tiny", data="phantom", size=16, phantom_size=24, batch=4, steps=6, lr=1e-3, lr_warmup=2,
             channels=8, channel_mult=[1, 2], num_blocks=1, emb_dim=16, groups=4, checkpoint_every=2, bf16=False)
@@ -123,3 +123,34 @@ def test_bundled_medical_prior_loads_and_denoises(size):
         out = prior.denoise(x, 0.1)
     assert out.shape == x.shape and torch.isfinite(out).all()
     assert "medical" in priors.available()
+
+
+def test_learning_rate_warms_up_holds_then_anneals_to_lr_final():
+    config = {**DEFAULTS, **TINY, "steps": 100, "lr_warmup": 10, "lr_decay_start": 60, "lr_final": 1e-5}
+    rates = [learning_rate(config, step) for step in range(100)]
+    assert rates[0] == pytest.approx(1e-4) and rates[9] == pytest.approx(1e-3)
+    assert rates[10:60] == [pytest.approx(1e-3)] * 50
+    assert all(a > b for a, b in zip(rates[59:], rates[60:]))
+    assert rates[-1] == pytest.approx(1e-5)
+    assert learning_rate({**config, "lr_decay_start": None, "lr_final": None}, 99) == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("bad, name", [(dict(lr_decay_start=3), "lr_final"), (dict(lr_decay_start=6, lr_final=0.0),
+                                        "lr_decay_start"), (dict(lr_decay_start=2, lr_final=1.0), "lr_final")])
+def test_a_bad_anneal_is_refused_naming_the_argument(tmp_path, bad, name):
+    with pytest.raises(ValueError, match=name):
+        train({**TINY, **bad}, tmp_path, progress=False)
+
+
+def test_an_annealed_run_resumes_exactly(tmp_path):
+    annealed = {**TINY, "lr_decay_start": 2, "lr_final": 1e-5}
+    train(annealed, tmp_path / "straight", progress=False)
+    train(annealed, tmp_path / "resumed", max_seconds=0, progress=False)
+    train(annealed, tmp_path / "resumed", progress=False)
+    a = load_file(str(tmp_path / "straight" / "tiny.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "tiny.safetensors"))
+    train(TINY, tmp_path / "plain", progress=False)
+    plain = load_file(str(tmp_path / "plain" / "tiny.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)
+    assert any(not torch.equal(a[key], plain[key]) for key in a)
