@@ -41,7 +41,7 @@ import numpy as np
 from .files import write_bytes_atomic
 
 __all__ = ["Source", "SOURCES", "RESERVED", "MANIFEST", "check_package", "cache_dir", "fetch_archive",
-           "describe", "bundle_testset", "read_archive", "read_dicom", "normalise_dicom", "read_nifti", "extract", "build_manifest", "load_images", "main"]
+           "describe", "bundle_testset", "read_archive", "read_dicom", "normalise_dicom", "read_nifti", "modality_of", "extract", "build_manifest", "load_images", "main"]
 
 MANIFEST = Path(__file__).with_name("data") / "manifest.json"
 RESERVED = ("sporco", "dipy", "matplotlib", "mahotas")
@@ -87,6 +87,7 @@ class Source:
     licences: tuple[tuple[str, str], ...] = ()
     stride: int = 2
     note: str = ""
+    modality: str = ""
 
     def __post_init__(self):
         check_package(self.package)
@@ -98,6 +99,9 @@ class Source:
             raise ValueError(f"members: source {self.name!r} names no image file")
         if self.stride < 1:
             raise ValueError(f"stride: expected >= 1, got {self.stride}")
+        if (self.kind == "nifti") != bool(self.modality):
+            raise ValueError(f"modality: expected a DICOM modality code (e.g. 'MR') for a nifti source and none "
+                             f"otherwise (a DICOM file carries its own), got {self.modality!r} for kind {self.kind!r}")
 
     @property
     def spec(self) -> str:
@@ -172,7 +176,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
              "held-out MR-SIEMENS-DICOM-WithOverlays), no_meta.dcm (CT_small without its file meta), "
              "dicomdirtests/ (no pixel data)"),
     Source(
-        "mricron-data", "medical", "debian", "mricron-data", "1.2.20211006+dfsg-4", "nifti",
+        "mricron-data", "medical", "debian", "mricron-data", "1.2.20211006+dfsg-4", "nifti", modality="MR",
         members=tuple(_MRICRON + f for f in ("ch2.nii.gz", "ch2better.nii.gz", "inia19-t1-brain.nii.gz")),
         test=(_MRICRON + "inia19-t1-brain.nii.gz",),
         licence="BSD-3-Clause", licence_file="usr/share/doc/mricron-data/copyright",
@@ -180,7 +184,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
              "T1 template, held out whole. Debian's copyright file puts all files (Files: *) under BSD-3-clause "
              "(Chris Rorden). The label atlases (aal, brodmann, ...) are not images and are left out."),
     Source(
-        "nilearn-mni152", "medical", "pypi", "nilearn", "0.14.1", "nifti",
+        "nilearn-mni152", "medical", "pypi", "nilearn", "0.14.1", "nifti", modality="MR",
         members=("nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",),
         test=("nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",),
         licence="unknown (nilearn's icbm152_2009 description says 'License: unknown'; package BSD-3-Clause)",
@@ -499,6 +503,16 @@ def decode(source: Source, member: str, data: bytes) -> list[tuple[str, bytes]]:
     return [(f"{name}.png", _png(image, sixteen_bit=True)) for name, image in volume_slices(volume, source.stride)]
 
 
+def modality_of(source: Source, data: bytes) -> str | None:
+    """A medical file's imaging modality as a DICOM code (CT, MR, CR, ...): a DICOM file's own header, a
+    volume's from its source; ``None`` for a photograph."""
+    if source.kind == "dicom":
+        import pydicom
+
+        return str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).get("Modality", ""))
+    return source.modality or None
+
+
 def extract(source: Source, archive: Path, cache: Path, progress: bool = False) -> list[dict]:
     """Decode the source's members from ``archive`` into ``cache/<family>/<name>/``; their manifest entries."""
     from tqdm import tqdm
@@ -531,6 +545,8 @@ def extract(source: Source, archive: Path, cache: Path, progress: bool = False) 
             "licence_file_sha256": _sha256(licence_text) if licence_text is not None else None,
             "kind": source.kind, "split": source.split(member), "images": outputs,
         })
+        if source.family == "medical":
+            entries[-1]["modality"] = modality_of(source, data)
     return entries
 
 

@@ -33,12 +33,15 @@ from .prior_denoising import bm3d_denoise, psnr
 SIGMAS = (0.05, 0.1, 0.2)
 
 
-def heldout_images(family: str) -> list[tuple[str, torch.Tensor]]:
-    """``[(label, image (C, H, W)), ...]``: the held-out files, a volume by its three middle slices."""
+def heldout_images(family: str) -> list[tuple[str, str, torch.Tensor]]:
+    """``[(label, modality, image (C, H, W)), ...]``: the held-out files, a volume by its three middle slices;
+    modality is the manifest's DICOM code for a medical file (CT, MR, CR, ...), ``"photo"`` for a photograph."""
     images, origins = load_images(family, "test")
     by_file: dict[str, list[tuple[str, torch.Tensor]]] = {}
+    modality = {}
     for image, origin, rel in zip(images, origins, [i for o in _unique(origins) for i in o["images"]]):
         by_file.setdefault(origin["path"], []).append((rel.rsplit("/", 1)[-1], image))
+        modality[origin["path"]] = origin.get("modality") or "photo"
     items = []
     for path, entries in by_file.items():
         name = path.rsplit("/", 1)[-1]
@@ -49,9 +52,9 @@ def heldout_images(family: str) -> list[tuple[str, torch.Tensor]]:
                 along = [e for e in entries if e[0].startswith(axis)]
                 if along:
                     label, image = along[len(along) // 2]
-                    items.append((f"{name}:{label.removesuffix('.png')}", image))
+                    items.append((f"{name}:{label.removesuffix('.png')}", modality[path], image))
         else:
-            items.append((name, entries[0][1]))
+            items.append((name, modality[path], entries[0][1]))
     return items
 
 
@@ -97,10 +100,11 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     items = heldout_images(args.family)
     loaded = {label: priors.load(source) for label, source in args.prior}
-    result = {"family": args.family, "images": [n for n, _ in items], "sizes": {}}
-    lines = [f"Held-out {args.family} images ({len(items)}): " + ", ".join(n for n, _ in items), ""]
+    modalities = [m for _, m, _ in items]
+    result = {"family": args.family, "images": [n for n, _, _ in items], "modalities": modalities, "sizes": {}}
+    lines = [f"Held-out {args.family} images ({len(items)}): " + ", ".join(f"{n} ({m})" for n, m, _ in items), ""]
     for size in args.sizes:
-        clean = [square(x, size) for _, x in items]
+        clean = [square(x, size) for _, _, x in items]
         cache = args.out / f"bm3d_{args.family}_{size}.json"
         bm3d = json.loads(cache.read_text()) if cache.exists() else {}
         rows = {}
@@ -120,8 +124,15 @@ def main(argv=None) -> None:
                   "|---" * (len(labels) + 1) + "|"]
         for key, row in rows.items():
             lines.append(f"| {key} | " + " | ".join(f"{np.mean(row[k]):.2f}" for k in labels) + " |")
+        if len(set(modalities)) > 1:
+            lines += ["", f"by modality at {size} px, mean PSNR sigma " + " / ".join(rows) + " (dB):", "",
+                      "| modality | images | " + " | ".join(labels) + " |", "|---" * (len(labels) + 2) + "|"]
+            for modality in sorted(set(modalities)):
+                pick = [i for i, m in enumerate(modalities) if m == modality]
+                lines.append(f"| {modality} | {len(pick)} | " + " | ".join(
+                    " / ".join(f"{np.mean([row[k][i] for i in pick]):.2f}" for row in rows.values()) for k in labels) + " |")
         lines += ["", f"per image at {size} px, sigma 0.1 (" + " / ".join(labels[1:]) + "):", ""]
-        for i, (name, _) in enumerate(items):
+        for i, (name, _, _) in enumerate(items):
             lines.append(f"- {name}: " + " / ".join(f"{rows['0.1'][k][i]:.2f}" for k in labels[1:]))
         lines.append("")
     text = "\n".join(lines)

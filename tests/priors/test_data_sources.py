@@ -131,7 +131,8 @@ def world(tmp_path):
         Source("tiny-medical", "medical", "pypi", "tiny-data", "1.0", "dicom", members=("tiny_data/*.dcm",),
                test=("tiny_data/xray.dcm",), licence="MIT", licence_file="tiny_data-1.0.dist-info/LICENSE"),
         Source("tiny-volumes", "medical", "pypi", "tiny-data", "1.0", "nifti", members=("tiny_data/*.nii.gz",),
-               test=("tiny_data/head.nii.gz",), licence="MIT", licence_file="tiny_data-1.0.dist-info/LICENSE", stride=3),
+               test=("tiny_data/head.nii.gz",), licence="MIT", licence_file="tiny_data-1.0.dist-info/LICENSE", stride=3,
+               modality="MR"),
     ]}
     run, calls = _fake_registry({"tiny-photos": ("tiny-photos_1.0-1_all.deb", _deb(PHOTOS)),
                                  "tiny-sdist": ("tiny-sdist-2.0.tar.gz", sdist),
@@ -168,6 +169,13 @@ def test_manifest_records_sha256_licence_and_version_of_every_file(world):
     manifest = json.loads(world["manifest"].read_text())
     assert manifest["sources"]["tiny-photos"]["licences"] == ["BSD-3-Clause", "CC0-1.0"]
     assert manifest["counts"]["medical"]["test"] > 0 and manifest["counts"]["natural"]["train"] == 4
+
+
+def test_manifest_records_each_medical_files_modality(world):
+    modality = {e["path"]: e.get("modality") for e in world["files"]}
+    assert modality["tiny_data/ct.dcm"] == "CT" and modality["tiny_data/mr.dcm"] == "MR"
+    assert modality["tiny_data/xray.dcm"] == "CR" and modality["tiny_data/head.nii.gz"] == "MR"
+    assert all(e["family"] == "medical" for e in world["files"] if "modality" in e)
 
 
 def test_extraction_writes_rgb_photos_and_normalised_gray_slices(world):
@@ -224,7 +232,11 @@ def test_bad_arguments_name_the_argument(world, tmp_path):
     with pytest.raises(ValueError, match="kind"):
         Source("x", "natural", "pypi", "x", "1", "video", members=("*",), licence="MIT")
     with pytest.raises(ValueError, match="stride"):
-        Source("x", "medical", "pypi", "x", "1", "nifti", members=("*",), licence="MIT", stride=0)
+        Source("x", "medical", "pypi", "x", "1", "nifti", members=("*",), licence="MIT", stride=0, modality="MR")
+    with pytest.raises(ValueError, match="modality"):
+        Source("x", "medical", "pypi", "x", "1", "nifti", members=("*",), licence="MIT")
+    with pytest.raises(ValueError, match="modality"):
+        Source("x", "medical", "pypi", "x", "1", "dicom", members=("*",), licence="MIT", modality="CT")
     with pytest.raises(ValueError, match="nifti"):
         read_nifti(b"\0" * 400)
     shutil.rmtree(world["cache"] / "medical")
