@@ -27,7 +27,7 @@ from .denoiser import wrap
 from .files import atomic_write, write_bytes_atomic
 from .unet import UNet, reset_parameters
 
-__all__ = ["RECIPES", "make_data", "edm_loss", "ddpm_loss", "learning_rate", "train", "export", "main"]
+__all__ = ["RECIPES", "make_data", "edm_loss", "ddpm_loss", "learning_rate", "train", "export", "export_checkpoint", "main"]
 
 RECIPES_DIR = Path(__file__).with_name("recipes")
 RECIPES = {p.stem: p for p in sorted(RECIPES_DIR.glob("*.json"))}
@@ -191,6 +191,28 @@ def _images_seen(config: dict, state: dict) -> int:
     return start["images_seen"] + (state["step"] - start["step"]) * config["batch"]
 
 
+def _build_net(config: dict, channels: int) -> UNet:
+    """The recipe's UNet; its GroupNorms see windows of the crop size on larger images (TLC, :mod:`priors.unet`)."""
+    return UNet(in_channels=channels, channels=config["channels"], channel_mult=tuple(config["channel_mult"]),
+                num_blocks=config["num_blocks"], emb_dim=config["emb_dim"], groups=config["groups"],
+                dropout=config["dropout"], norm_window=config["size"])
+
+
+def export_checkpoint(config: dict, out: Path) -> Path:
+    """Rewrite a run's weights and card from its last checkpoint, with this code's network and card (no
+    training): a run exported by older code gains what the card has learned to say since."""
+    config = {**DEFAULTS, **config}
+    checkpoint, _ = _checkpoint_paths(out)
+    if not checkpoint.exists():
+        raise ValueError(f"out: expected a run folder holding checkpoint.pt, got {out}")
+    saved = torch.load(checkpoint, weights_only=True)
+    if _recipe({**DEFAULTS, **saved["config"]}) != _recipe(config):
+        raise ValueError(f"config: {checkpoint} was written with a different config")
+    ema = _build_net(config, saved["ema"]["stem.weight"].shape[1])
+    ema.load_state_dict(saved["ema"])
+    return export(ema, config, saved["state"], out)
+
+
 def train(config: dict, out: Path, max_seconds: float | None = None, progress: bool = True) -> dict:
     """Run (or resume) training to ``config['steps']``; returns the training state.
 
@@ -201,9 +223,7 @@ def train(config: dict, out: Path, max_seconds: float | None = None, progress: b
     _check_schedule(config)
     out.mkdir(parents=True, exist_ok=True)
     batch_maker, channels = make_data(config["data"], config["size"], config["phantom_size"])
-    net = UNet(in_channels=channels, channels=config["channels"], channel_mult=tuple(config["channel_mult"]),
-               num_blocks=config["num_blocks"], emb_dim=config["emb_dim"], groups=config["groups"],
-               dropout=config["dropout"])
+    net = _build_net(config, channels)
     reset_parameters(net, torch.Generator().manual_seed(config["seed"]))
     ema = copy.deepcopy(net).requires_grad_(False)
     optimizer = torch.optim.Adam(net.parameters(), lr=config["lr"])
@@ -344,6 +364,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run folder (resumes if it holds a checkpoint)")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop at a checkpoint after this long")
     parser.add_argument("--plot-only", action="store_true", help="only redraw the loss curve and sample grid")
+    parser.add_argument("--export-only", action="store_true",
+                        help="only rewrite the weights and card from the last checkpoint (then redraw the plots)")
     for key, value in DEFAULTS.items():
         kind = {"lr_decay_start": int, "lr_final": float}.get(key) or (
             type(value) if value is not None and not isinstance(value, (bool, list)) else str)
@@ -362,7 +384,9 @@ def main(argv: list[str] | None = None) -> None:
             elif key == "bf16":
                 value = value.lower() in ("1", "true", "yes")
             config[key] = value
-    if not args.plot_only:
+    if args.export_only:
+        export_checkpoint(config, args.out)
+    elif not args.plot_only:
         train(config, args.out, max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
     plot(args.out, config.get("name") or "prior")
 

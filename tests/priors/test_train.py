@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 import priors
 from priors.phantoms import TEST_SEED_OFFSET, phantom, random_phantoms
 from priors.photos import HELD_OUT, TRAIN_GRAY, TRAIN_RGB
-from priors.train import DEFAULTS, learning_rate, train
+from priors.train import DEFAULTS, export_checkpoint, learning_rate, train
 
 TINY = dict(name="tiny", data="phantom", size=16, phantom_size=24, batch=4, steps=6, lr=1e-3, lr_warmup=2,
             channels=8, channel_mult=[1, 2], num_blocks=1, emb_dim=16, groups=4, checkpoint_every=2, bf16=False)
@@ -154,3 +154,21 @@ def test_an_annealed_run_resumes_exactly(tmp_path):
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)
     assert any(not torch.equal(a[key], plain[key]) for key in a)
+
+
+def test_a_run_exports_a_crop_sized_norm_window_and_re_exports_from_its_checkpoint(tmp_path):
+    train(TINY, tmp_path, progress=False)
+    card_path = tmp_path / "tiny.json"
+    card = json.loads(card_path.read_text())
+    assert card["architecture"]["config"]["norm_window"] == TINY["size"]
+    del card["architecture"]["config"]["norm_window"]  # as an older export wrote it
+    card_path.write_text(json.dumps(card))
+    before = load_file(str(tmp_path / "tiny.safetensors"))
+    export_checkpoint(TINY, tmp_path)
+    assert json.loads(card_path.read_text())["architecture"]["config"]["norm_window"] == TINY["size"]
+    after = load_file(str(tmp_path / "tiny.safetensors"))
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(ValueError, match="config"):
+        export_checkpoint({**TINY, "lr": 5e-4}, tmp_path)
+    with pytest.raises(ValueError, match="out"):
+        export_checkpoint(TINY, tmp_path / "nothing")
