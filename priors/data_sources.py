@@ -9,12 +9,14 @@ and only ever the ``train`` split.
   ``archives/`` holds the downloaded ``.deb`` / wheel / sdist files, ``<family>/<source>/`` the extracted PNGs.
 * Photographs become 8-bit RGB PNGs (grayscale ones stay gray, repeated to RGB when loaded); those with a
   long side above ``MAX_SIDE`` (1280 px) are downscaled to it (Lanczos).
-* Medical files become 16-bit grayscale PNG slices in [0, 1]. CT: Hounsfield units (the modality LUT)
-  through the fixed window ``CT_WINDOW`` = [-1000, 1000] HU, as ``benchmarks.prior_denoising`` shows CT.
+* Medical files (DICOM, and the volumes: NIfTI-1, NRRD, InVesalius ``.inv3``) become 16-bit grayscale PNG
+  slices in [0, 1]. CT: Hounsfield units (the modality LUT) through the fixed window ``CT_WINDOW`` =
+  [-1000, 1000] HU, as ``benchmarks.prior_denoising`` shows CT.
   Other files (MR, X-ray, NM), per *file* (a whole volume or DICOM file, so all its slices share one
   scale): values are clipped to the file's 0.5th and 99.5th percentiles and mapped linearly to [0, 1];
-  DICOM ``MONOCHROME1`` is inverted first. A volume gives every
-  ``stride``-th slice along each of its three axes, skipping slices that are mostly background.
+  DICOM ``MONOCHROME1`` is inverted first. A volume gives every ``stride``-th slice along its source's
+  ``axes`` (all three for the isotropic NIfTI templates, the axial one only for the CT/MR series of
+  1.5-6.5 mm slices with pixels under 1 mm), skipping slices that are mostly background.
 * Holdout: a split belongs to a whole file inside a package (a photograph, a volume, a DICOM file), never to
   single slices, so no test image shares a file with a training image.
 * Reserved: the images of ``sporco``, ``dipy``, ``matplotlib`` and ``mahotas`` are kept for outside checks;
@@ -29,6 +31,8 @@ import gzip
 import hashlib
 import io
 import json
+import plistlib
+import re
 import subprocess
 import sys
 import tarfile
@@ -41,12 +45,16 @@ import numpy as np
 from .files import write_bytes_atomic
 
 __all__ = ["Source", "SOURCES", "RESERVED", "MANIFEST", "check_package", "cache_dir", "fetch_archive",
-           "describe", "bundle_testset", "read_archive", "read_dicom", "normalise_dicom", "read_nifti", "modality_of", "extract", "build_manifest", "load_images", "main"]
+           "describe", "bundle_testset", "read_archive", "read_dicom", "normalise_dicom", "read_nifti", "read_nrrd",
+           "read_inv3", "read_volume", "volume_slices", "modality_of", "extract", "build_manifest", "load_images",
+           "main"]
 
 MANIFEST = Path(__file__).with_name("data") / "manifest.json"
 RESERVED = ("sporco", "dipy", "matplotlib", "mahotas")
 FAMILIES = ("natural", "medical")
-KINDS = ("photo", "dicom", "nifti", "raw_rgb")
+#: Kinds whose files are volumes: sliced by :func:`volume_slices`; their source names the modality.
+VOLUME_KINDS = ("nifti", "nrrd", "inv3")
+KINDS = ("photo", "dicom", *VOLUME_KINDS, "raw_rgb")
 REGISTRIES = ("pypi", "debian")
 #: Photographs larger than this (long side, px) are downscaled (Lanczos) when extracted.
 MAX_SIDE = 1280
@@ -69,7 +77,11 @@ class Source:
     ``members``: paths (or fnmatch patterns) of image files inside the archive; ``exclude``: patterns to drop;
     ``test``: patterns of the whole files held out for testing (all others are ``train``).
     ``spec``: what is asked of the registry (``pkg==version`` for pip, ``pkg`` or ``pkg=version`` for apt);
-    ``pip_args``: extra ``pip download`` arguments (e.g. a platform for a binary wheel).
+    ``pip_args``: extra ``pip download`` arguments (e.g. a platform for a binary wheel); ``pip_url``: the
+    PyPI file's URL with a ``#sha256=`` fragment, asked for as ``package @ url`` instead of ``package==version``
+    (for an sdist whose metadata gives another version than its file name, which pip refuses under ``==``).
+    ``modality`` (a DICOM code: CT, MR) and ``axes`` (the volume axes sliced, after :func:`read_volume`; 2 is
+    axial) are for volume kinds; a DICOM file carries its own modality.
     """
 
     name: str
@@ -88,6 +100,8 @@ class Source:
     stride: int = 2
     note: str = ""
     modality: str = ""
+    axes: tuple[int, ...] = (0, 1, 2)
+    pip_url: str = ""
 
     def __post_init__(self):
         check_package(self.package)
@@ -99,14 +113,20 @@ class Source:
             raise ValueError(f"members: source {self.name!r} names no image file")
         if self.stride < 1:
             raise ValueError(f"stride: expected >= 1, got {self.stride}")
-        if (self.kind == "nifti") != bool(self.modality):
-            raise ValueError(f"modality: expected a DICOM modality code (e.g. 'MR') for a nifti source and none "
-                             f"otherwise (a DICOM file carries its own), got {self.modality!r} for kind {self.kind!r}")
+        if (self.kind in VOLUME_KINDS) != bool(self.modality):
+            raise ValueError(f"modality: expected a DICOM modality code (e.g. 'CT', 'MR') for a volume source "
+                             f"({', '.join(VOLUME_KINDS)}) and none otherwise (a DICOM file carries its own), "
+                             f"got {self.modality!r} for kind {self.kind!r}")
+        if not self.axes or len(set(self.axes)) != len(self.axes) or not set(self.axes) <= {0, 1, 2}:
+            raise ValueError(f"axes: expected distinct volume axes among 0, 1, 2, got {self.axes!r}")
+        if self.pip_url and (self.registry != "pypi" or "#sha256=" not in self.pip_url):
+            raise ValueError(f"pip_url: expected a PyPI file URL ending in #sha256=<hash>, got {self.pip_url!r} "
+                             f"for registry {self.registry!r}")
 
     @property
     def spec(self) -> str:
         if self.registry == "pypi":
-            return f"{self.package}=={self.version}"
+            return f"{self.package} @ {self.pip_url}" if self.pip_url else f"{self.package}=={self.version}"
         return f"{self.package}={self.version}"
 
     def licence_for(self, member: str) -> str:
@@ -416,11 +436,126 @@ def read_nifti(data: bytes) -> np.ndarray:
     return array
 
 
-def volume_slices(volume: np.ndarray, stride: int = 2, min_foreground: float = 0.25) -> list[tuple[str, np.ndarray]]:
-    """Every ``stride``-th slice along each axis of a normalised volume, skipping slices whose foreground
-    (values above 0.05) covers less than ``min_foreground`` of the slice. Names are ``axis{a}_{index:03d}``."""
+#: NRRD element types (the spec's names and synonyms) as numpy dtypes, byte order left out.
+_NRRD_TYPES = {**dict.fromkeys(("signed char", "int8", "int8_t"), "i1"),
+               **dict.fromkeys(("uchar", "unsigned char", "uint8", "uint8_t"), "u1"),
+               **dict.fromkeys(("short", "short int", "signed short", "signed short int", "int16", "int16_t"), "i2"),
+               **dict.fromkeys(("ushort", "unsigned short", "unsigned short int", "uint16", "uint16_t"), "u2"),
+               **dict.fromkeys(("int", "signed int", "int32", "int32_t"), "i4"),
+               **dict.fromkeys(("uint", "unsigned int", "uint32", "uint32_t"), "u4"),
+               "float": "f4", "double": "f8"}
+#: Sign of each world axis (x, y, z) of an NRRD ``space`` against RAS (right, anterior, superior).
+_NRRD_SPACES = {**dict.fromkeys(("left-posterior-superior", "LPS"), (-1, -1, 1)),
+                **dict.fromkeys(("right-anterior-superior", "RAS"), (1, 1, 1)),
+                **dict.fromkeys(("left-anterior-superior", "LAS"), (-1, 1, 1))}
+
+
+def _nrrd_header(data: bytes) -> tuple[dict[str, str], bytes]:
+    """The NRRD header's fields and the attached data (the bytes after the blank line ending the header)."""
+    if not data.startswith(b"NRRD000"):
+        raise ValueError("nrrd: not a NRRD file (it does not start with the magic NRRD000x)")
+    end = data.find(b"\n\n")
+    if end < 0:
+        raise ValueError("nrrd: no blank line ends the header (a detached header is not supported)")
+    fields = {}
+    for line in data[:end].decode("latin-1").splitlines()[1:]:
+        key, sep, value = line.partition(":")
+        if line.startswith("#") or not sep or value.startswith("="):  # comments and key:=value pairs
+            continue
+        fields[key.strip()] = value.strip()
+    return fields, data[end + 2:]
+
+
+def read_nrrd(data: bytes, ras: bool = False) -> np.ndarray:
+    """A NRRD volume (attached data, raw or gzip encoding) as a float array whose axes follow the header's
+    ``sizes`` (the first size is the fastest axis, as NIfTI's x). With ``ras``, every axis whose ``space
+    directions`` vector runs against RAS in the header's ``space`` (e.g. x and y of left-posterior-superior)
+    is reversed, so the array has NIfTI's voxel order and :func:`volume_slices` shows axial slices upright.
+    Format: teem.sourceforge.net/nrrd/format.html."""
+    fields, payload = _nrrd_header(data)
+    kind = fields.get("type", "")
+    if kind not in _NRRD_TYPES:
+        raise ValueError(f"nrrd: unsupported type {kind!r} (expected one of {sorted(set(_NRRD_TYPES))})")
+    sizes = [int(n) for n in fields.get("sizes", "").split()]
+    if not sizes or len(sizes) != int(fields.get("dimension", -1)):
+        raise ValueError(f"nrrd: sizes {fields.get('sizes')!r} do not match dimension {fields.get('dimension')!r}")
+    if "data file" in fields or "datafile" in fields:
+        raise ValueError("nrrd: detached data files are not supported")
+    if int(fields.get("line skip", 0)) or int(fields.get("byte skip", 0)):
+        raise ValueError("nrrd: line skip / byte skip are not supported")
+    encoding = fields.get("encoding", "")
+    if encoding in ("gzip", "gz"):
+        payload = gzip.decompress(payload)
+    elif encoding != "raw":
+        raise ValueError(f"nrrd: unsupported encoding {encoding!r} (expected raw or gzip)")
+    endian = fields.get("endian", "little")
+    if endian not in ("little", "big"):
+        raise ValueError(f"nrrd: unsupported endian {endian!r}")
+    dtype = np.dtype(_NRRD_TYPES[kind]).newbyteorder("<" if endian == "little" else ">")
+    count = int(np.prod(sizes))
+    if len(payload) < count * dtype.itemsize:
+        raise ValueError(f"nrrd: {len(payload)} data bytes, the header needs {count * dtype.itemsize}")
+    array = np.frombuffer(payload, dtype, count=count).reshape(sizes, order="F").astype(np.float64)
+    return _nrrd_to_ras(array, fields) if ras else array
+
+
+def _nrrd_to_ras(array: np.ndarray, fields: dict[str, str]) -> np.ndarray:
+    signs = _NRRD_SPACES.get(fields.get("space", ""))
+    directions = re.findall(r"\(([^)]*)\)", fields.get("space directions", ""))
+    if signs is None or len(directions) != array.ndim:
+        raise ValueError(f"nrrd: no orientation to follow (space {fields.get('space')!r}, space directions "
+                         f"{fields.get('space directions')!r}); expected one of {sorted(_NRRD_SPACES)}")
+    for axis, text in enumerate(directions):
+        vector = np.array([float(v) for v in text.split(",")])
+        world = int(np.argmax(np.abs(vector)))  # the world axis this array axis mostly runs along
+        if vector[world] * signs[world] < 0:
+            array = np.flip(array, axis)
+    return np.ascontiguousarray(array)
+
+
+def read_inv3(data: bytes) -> np.ndarray:
+    """An InVesalius project (``.inv3``: a gzip tar of ``main.plist`` and the raw volume it names) as a float
+    array in the stored order, (slices, rows, columns), with the plist's ``matrix`` shape and dtype."""
+    try:
+        files = _read_tar(io.BytesIO(data), lambda name: name.endswith(".plist") or name.endswith(".dat"))
+    except tarfile.TarError as error:
+        raise ValueError(f"inv3: not a (gzip) tar archive: {error}") from None
+    main = next((n for n in files if n.rsplit("/", 1)[-1] == "main.plist"), None)
+    if main is None:
+        raise ValueError("inv3: the archive holds no main.plist")
+    matrix = plistlib.loads(files[main]).get("matrix", {})
+    shape, kind = tuple(int(n) for n in matrix.get("shape", ())), str(matrix.get("dtype", ""))
+    if len(shape) != 3 or kind not in ("int16", "uint16", "uint8", "float32"):
+        raise ValueError(f"inv3: main.plist's matrix needs a 3-d shape and an int16/uint16/uint8/float32 dtype, "
+                         f"got shape {shape} and dtype {kind!r}")
+    name = main.removesuffix("main.plist") + str(matrix.get("filename", ""))
+    raw = files.get(name)
+    dtype = np.dtype(kind).newbyteorder("<")  # InVesalius writes numpy's native (x86, little-endian) bytes
+    if raw is None or len(raw) != int(np.prod(shape)) * dtype.itemsize:
+        raise ValueError(f"inv3: matrix file {name!r} missing or not {int(np.prod(shape)) * dtype.itemsize} bytes")
+    return np.frombuffer(raw, dtype).reshape(shape).astype(np.float64)
+
+
+def read_volume(source: Source, data: bytes) -> np.ndarray:
+    """A volume file in NIfTI's voxel order (x fastest, then y, z), as :func:`volume_slices` shows upright:
+    NIfTI as stored, NRRD turned to RAS, InVesalius' (slices, rows, columns) transposed to (columns, rows,
+    slices): its rows already run bottom-up (VTK's image origin is the lower left corner), so none is reversed."""
+    if source.kind == "nifti":
+        return read_nifti(data)
+    if source.kind == "nrrd":
+        return read_nrrd(data, ras=True)
+    if source.kind == "inv3":
+        return np.ascontiguousarray(read_inv3(data).transpose(2, 1, 0))
+    raise ValueError(f"kind: expected one of {VOLUME_KINDS}, got {source.kind!r}")
+
+
+def volume_slices(volume: np.ndarray, stride: int = 2, min_foreground: float = 0.25,
+                  axes: tuple[int, ...] = (0, 1, 2)) -> list[tuple[str, np.ndarray]]:
+    """Every ``stride``-th slice along each of ``axes`` of a normalised volume, skipping slices whose
+    foreground (values above 0.05) covers less than ``min_foreground`` of the slice. Names are
+    ``axis{a}_{index:03d}``."""
     out = []
-    for axis in range(3):
+    for axis in axes:
         for index in range(0, volume.shape[axis], stride):
             image = np.take(volume, index, axis=axis)
             if (image > 0.05).mean() >= min_foreground:
@@ -464,7 +599,8 @@ def read_dicom(data: bytes) -> tuple[np.ndarray, str]:
 
 
 def normalise_dicom(frames: np.ndarray, modality: str) -> np.ndarray:
-    """CT: the fixed Hounsfield window :data:`CT_WINDOW`; anything else: the file's percentiles."""
+    """CT: the fixed Hounsfield window :data:`CT_WINDOW`; anything else: the file's percentiles. For DICOM
+    frames and volumes alike."""
     if modality == "CT":
         lo, hi = CT_WINDOW
         return np.clip((frames - lo) / (hi - lo), 0.0, 1.0)
@@ -499,8 +635,9 @@ def decode(source: Source, member: str, data: bytes) -> list[tuple[str, bytes]]:
     if source.kind == "dicom":
         frames = normalise_dicom(*read_dicom(data))
         return [(f"frame{i:03d}.png", _png(frame, sixteen_bit=True)) for i, frame in enumerate(frames)]
-    volume = _normalise(read_nifti(data))
-    return [(f"{name}.png", _png(image, sixteen_bit=True)) for name, image in volume_slices(volume, source.stride)]
+    volume = normalise_dicom(read_volume(source, data), source.modality)
+    return [(f"{name}.png", _png(image, sixteen_bit=True))
+            for name, image in volume_slices(volume, source.stride, axes=source.axes)]
 
 
 def modality_of(source: Source, data: bytes) -> str | None:

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import lzma
+import plistlib
 import shutil
 import struct
 import tarfile
@@ -20,7 +21,8 @@ import torch
 from PIL import Image
 
 import priors.data_sources as ds
-from priors.data_sources import Source, check_package, fetch, load_images, read_nifti, volume_slices
+from priors.data_sources import (Source, check_package, fetch, load_images, read_inv3, read_nifti, read_nrrd,
+                                 volume_slices)
 from priors.photos import file_weighted_bank
 
 
@@ -61,6 +63,23 @@ def _nifti(volume: np.ndarray) -> bytes:
     struct.pack_into("<fff", header, 108, 352.0, 1.0, 0.0)  # vox_offset, scl_slope, scl_inter
     header[344:348] = b"n+1\0"
     return gzip.compress(bytes(header) + volume.astype("<f4").tobytes(order="F"))
+
+
+def _nrrd(volume: np.ndarray, encoding="raw", endian="little", kind="short", space="left-posterior-superior",
+          directions="(0.5,0,0) (0,0.5,0) (0,0,5)") -> bytes:
+    """A NRRD file with attached data, written as the format says: the first size is the fastest axis."""
+    raw = volume.astype(("<" if endian == "little" else ">") + "i2").tobytes(order="F")
+    header = (f"NRRD0004\n# a comment\ntype: {kind}\ndimension: {volume.ndim}\nspace: {space}\n"
+              f"sizes: {' '.join(map(str, volume.shape))}\nspace directions: {directions}\n"
+              f"endian: {endian}\nencoding: {encoding}\nsource:=a key/value pair\n\n")
+    return header.encode() + (gzip.compress(raw) if encoding == "gzip" else raw)
+
+
+def _inv3(matrix: np.ndarray, plist_matrix: dict | None = None) -> bytes:
+    """An InVesalius project: a gzip tar of main.plist and the raw int16 matrix (slices, rows, columns)."""
+    meta = {"modality": "CT", "matrix": plist_matrix if plist_matrix is not None else
+            {"dtype": "int16", "filename": "matrix.dat", "shape": list(matrix.shape)}}
+    return _tar({"tmpab/main.plist": plistlib.dumps(meta), "tmpab/matrix.dat": matrix.astype("<i2").tobytes()}, "w:gz")
 
 
 def _dicom(frames: np.ndarray, photometric="MONOCHROME2", modality="MR", intercept=None) -> bytes:
@@ -249,6 +268,120 @@ def test_nifti_reader_and_slices_follow_the_voxel_order():
     np.testing.assert_array_equal(read_nifti(_nifti(volume)), volume)
     slices = volume_slices(volume / volume.max(), stride=2, min_foreground=0.0)
     assert [n for n, _ in slices][:2] == ["axis0_000", "axis0_002"] and len(slices) == 2 + 3 + 3
+    axial = volume_slices(volume / volume.max(), stride=2, min_foreground=0.0, axes=(2,))
+    assert [n for n, _ in axial] == ["axis2_000", "axis2_002", "axis2_004"]
+    np.testing.assert_array_equal(axial[1][1], np.rot90(volume[:, :, 2] / volume.max()))
+
+
+@pytest.fixture
+def volumes(tmp_path):
+    """NRRD CT and MR series in a fake sdist asked for by URL, an .inv3 head CT in a fake .deb."""
+    ct = np.zeros((12, 10, 3), np.int16)  # (x, y, z) in HU: soft tissue (0 HU)
+    ct[:, 0] = 1000                       # the y = 0 row: anterior in left-posterior-superior space
+    ct[..., 2] = -1000                    # the top slice is all air
+    mr = np.arange(12 * 10 * 2, dtype=np.int16).reshape(12, 10, 2) + 50
+    head = np.zeros((4, 8, 10), np.int16)  # (slices, rows, columns) in HU
+    head[:, 0] = 1000                      # the first stored row: InVesalius' rows run bottom-up
+    sdist = _tar({"tiny-vol-3.0/data/ct1_image.nrrd": _nrrd(ct, "gzip"),
+                  "tiny-vol-3.0/data/ct1_label.nrrd": _nrrd(np.ones_like(ct)),
+                  "tiny-vol-3.0/data/ct2_image.nrrd": _nrrd(ct[::-1]),
+                  "tiny-vol-3.0/data/mr_image.nrrd": _nrrd(mr, endian="big", directions="(1,0,0) (0,-1,0) (0,0,6)"),
+                  "tiny-vol-3.0/LICENSE": b"BSD\n"}, "w:gz")
+    url = "https://files.example.org/tiny-vol-3.0.tar.gz#sha256=" + hashlib.sha256(sdist).hexdigest()
+    sources = {s.name: s for s in [
+        Source("vol-ct", "medical", "pypi", "tiny-vol", "3.0", "nrrd", modality="CT", axes=(2,), stride=1,
+               members=("tiny-vol-3.0/data/ct*_image.nrrd",), test=("tiny-vol-3.0/data/ct2_image.nrrd",),
+               licence="BSD-3-Clause", licence_file="tiny-vol-3.0/LICENSE", pip_url=url),
+        Source("vol-mr", "medical", "pypi", "tiny-vol", "3.0", "nrrd", modality="MR", axes=(2,), stride=1,
+               members=("tiny-vol-3.0/data/mr_image.nrrd",), licence="BSD-3-Clause", pip_url=url),
+        Source("vol-head", "medical", "debian", "tiny-head", "1.0-1", "inv3", modality="CT", axes=(2,), stride=2,
+               members=("usr/share/doc/tiny-head/*.inv3",), licence="GPL-2"),
+    ]}
+    run, calls = _fake_registry({"tiny-vol": ("tiny-vol-3.0.tar.gz", sdist),
+                                 "tiny-head": ("tiny-head_1.0-1_all.deb", _deb({"usr/share/doc/tiny-head/Head.inv3": _inv3(head)}))})
+    cache, manifest = tmp_path / "cache" / "data", tmp_path / "manifest.json"
+    fetch("medical", cache=cache, manifest=manifest, sources=sources, progress=False, run=run)
+    files = {e["path"].rsplit("/", 1)[-1]: e for e in json.loads(manifest.read_text())["files"]}
+    return dict(cache=cache, calls=[" ".join(c) for c in calls], files=files, url=url)
+
+
+def _slices(world, name):
+    entry = world["files"][name]
+    return {p.rsplit("/", 1)[-1]: np.asarray(Image.open(world["cache"] / p)).astype(np.float64) / 65535
+            for p in entry["images"]}
+
+
+def test_volume_series_are_fetched_by_url_windowed_and_sliced_axially(volumes):
+    assert any(f"tiny-vol @ {volumes['url']}" in c and "tiny-vol==" not in c for c in volumes["calls"])
+    files = volumes["files"]
+    assert set(files) == {"ct1_image.nrrd", "ct2_image.nrrd", "mr_image.nrrd", "Head.inv3"}  # no label mask
+    assert {n: (e["modality"], e["split"]) for n, e in files.items()} == {
+        "ct1_image.nrrd": ("CT", "train"), "ct2_image.nrrd": ("CT", "test"), "mr_image.nrrd": ("MR", "train"),
+        "Head.inv3": ("CT", "train")}
+    ct = _slices(volumes, "ct1_image.nrrd")
+    assert set(ct) == {"axis2_000.png", "axis2_001.png"}  # axial only; the all-air slice (0 after the window) skipped
+    for image in ct.values():  # HU through [-1000, 1000]: 0 HU -> 0.5, 1000 HU -> 1; anterior row on top
+        assert image.shape == (10, 12)
+        np.testing.assert_allclose(image[0], 1.0, atol=1e-4)
+        np.testing.assert_allclose(image[1:], 0.5, atol=1e-4)
+    mr = _slices(volumes, "mr_image.nrrd")
+    assert set(mr) == {"axis2_000.png", "axis2_001.png"}
+    assert min(m.min() for m in mr.values()) == 0 and max(m.max() for m in mr.values()) == 1  # percentiles
+    head = _slices(volumes, "Head.inv3")
+    assert set(head) == {"axis2_000.png", "axis2_002.png"}  # stride 2
+    for image in head.values():  # (rows, columns) of each stored slice, its first (bottom) row at the bottom
+        assert image.shape == (8, 10)
+        np.testing.assert_allclose(image[-1], 1.0, atol=1e-4)
+        np.testing.assert_allclose(image[:-1], 0.5, atol=1e-4)
+
+
+def test_nrrd_reader_keeps_the_first_size_fastest_and_turns_to_ras():
+    volume = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6) - 60
+    for encoding in ("raw", "gzip"):
+        for endian in ("little", "big"):
+            np.testing.assert_array_equal(read_nrrd(_nrrd(volume, encoding, endian)), volume)
+    lps = _nrrd(volume, directions="(0.5,0,0) (0,0.5,0) (0,0,5)")  # x runs to the left, y to the back
+    np.testing.assert_array_equal(read_nrrd(lps, ras=True), volume[::-1, ::-1])
+    flipped_y = _nrrd(volume, directions="(0.5,0,0) (0,-0.5,0) (0,0,5)")
+    np.testing.assert_array_equal(read_nrrd(flipped_y, ras=True), volume[::-1])
+    ras = _nrrd(volume, space="right-anterior-superior")
+    np.testing.assert_array_equal(read_nrrd(ras, ras=True), volume)
+
+
+def test_inv3_reader_follows_the_plist_shape():
+    matrix = np.arange(3 * 4 * 5, dtype=np.int16).reshape(3, 4, 5) - 1024
+    np.testing.assert_array_equal(read_inv3(_inv3(matrix)), matrix)
+
+
+def test_volume_readers_and_sources_refuse_bad_input():
+    volume = np.zeros((2, 3, 4), np.int16)
+    with pytest.raises(ValueError, match="nrrd: not a NRRD"):
+        read_nrrd(b"P5\n2 2\n255\n\0\0\0\0")
+    with pytest.raises(ValueError, match="nrrd: unsupported encoding 'bzip2'"):
+        read_nrrd(_nrrd(volume, "bzip2"))
+    with pytest.raises(ValueError, match="nrrd: unsupported type 'block'"):
+        read_nrrd(_nrrd(volume, kind="block"))
+    with pytest.raises(ValueError, match="nrrd: 8 data bytes"):
+        read_nrrd(_nrrd(volume)[:-40])
+    with pytest.raises(ValueError, match="nrrd: no orientation"):
+        read_nrrd(_nrrd(volume, space="scanner-xyz"), ras=True)
+    with pytest.raises(ValueError, match="inv3: not a"):
+        read_inv3(b"not a tar")
+    with pytest.raises(ValueError, match="inv3: main.plist's matrix"):
+        read_inv3(_inv3(volume, {"dtype": "complex64", "filename": "matrix.dat", "shape": [2, 3, 4]}))
+    with pytest.raises(ValueError, match="inv3: matrix file"):
+        read_inv3(_inv3(volume, {"dtype": "int16", "filename": "matrix.dat", "shape": [2, 3, 5]}))
+    for kind in ("nrrd", "inv3"):
+        with pytest.raises(ValueError, match="modality"):
+            Source("x", "medical", "pypi", "x", "1", kind, members=("*",), licence="MIT")
+    with pytest.raises(ValueError, match="axes"):
+        Source("x", "medical", "pypi", "x", "1", "nrrd", members=("*",), licence="MIT", modality="CT", axes=(3,))
+    with pytest.raises(ValueError, match="pip_url"):
+        Source("x", "medical", "debian", "x", "1", "nrrd", members=("*",), licence="MIT", modality="CT",
+               pip_url="https://files.example.org/x.tar.gz#sha256=00")
+    with pytest.raises(ValueError, match="pip_url"):
+        Source("x", "medical", "pypi", "x", "1", "nrrd", members=("*",), licence="MIT", modality="CT",
+               pip_url="https://files.example.org/x.tar.gz")
 
 
 def test_file_weighted_bank_draws_each_file_equally():
