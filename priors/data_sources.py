@@ -144,6 +144,9 @@ class Source:
 _PYDICOM = "data_store/data/"
 _MRICRON = "usr/share/mricron/templates/"
 _OPENCV = "opencv_python-5.0.0.93/opencv/samples/data/"
+_PYRADIOMICS = "pyradiomics-3.1.0/data/"
+_PYRADIOMICS_URL = ("https://files.pythonhosted.org/packages/03/c1/20fc2c50ab1e3304da36d866042a1905a2b05a1431ece35448ab6b4578f2/"
+                    "pyradiomics-3.1.0.tar.gz#sha256=24722c962a6bbd09bc39c1c67dbffe92435f9692a421fabaae8a6b4511eb48e4")
 #: lomiri-wallpapers-16.04's photographs: (subject, author) as in the file name, and the licence Debian's
 #: copyright file gives the file (Files: 16.04/<subject>_by_<author>.jpg).
 _LOMIRI_16 = (
@@ -211,6 +214,40 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
         licence_file="nilearn/datasets/description/icbm152_2009.rst",
         note="the MNI ICBM152 2009a T1 template (an average of 152 adults), held out whole: a human brain "
              "other than Colin27 for testing only"),
+    Source(
+        "pyradiomics-ct", "medical", "pypi", "pyradiomics", "3.1.0", "nrrd", modality="CT", axes=(2,), stride=1,
+        members=(_PYRADIOMICS + "lung1_image.nrrd", _PYRADIOMICS + "lung2_image.nrrd"),
+        test=(_PYRADIOMICS + "lung2_image.nrrd",),
+        licence="BSD-3-Clause", licence_file="pyradiomics-3.1.0/LICENSE.txt", pip_url=_PYRADIOMICS_URL,
+        note="two chest CT series (HU; lung1 512 x 512 x 48, lung2 512 x 512 x 61, 5 mm slices), axial slices "
+             "only; lung2 held out whole. The sdist does not say where the scans came from (data/README.md only "
+             "calls them the test cases of the feature baseline). The *_label.nrrd masks and breast1 are left "
+             "out. Asked for by its PyPI file URL: the sdist's metadata says version 3.0.1a1, so pip refuses "
+             "'pyradiomics==3.1.0' (inconsistent version); pip still prepares the metadata (setuptools, numpy "
+             "and versioneer wheels in an isolated build environment), nothing is built or installed"),
+    Source(
+        "pyradiomics-mr", "medical", "pypi", "pyradiomics", "3.1.0", "nrrd", modality="MR", axes=(2,), stride=1,
+        members=(_PYRADIOMICS + "brain1_image.nrrd", _PYRADIOMICS + "brain2_image.nrrd"),
+        test=(_PYRADIOMICS + "brain2_image.nrrd",),
+        licence="BSD-3-Clause", licence_file="pyradiomics-3.1.0/LICENSE.txt", pip_url=_PYRADIOMICS_URL,
+        note="two contrast-enhanced T1 brain MR series (256 x 256 x 25 / 23, 6.5 mm slices), axial slices only; "
+             "brain2 held out whole; same archive (and the same unstated origin) as pyradiomics-ct"),
+    Source(
+        "invesalius-cranium", "medical", "debian", "invesalius-examples", "3.1.99998-4", "inv3", modality="CT",
+        axes=(2,), stride=2,
+        members=("usr/share/doc/invesalius-examples/examples/Cranium.inv3",),
+        licence="GPL-2 (Debian copyright, Files: *)", licence_file="usr/share/doc/invesalius-examples/copyright",
+        note="InVesalius' example head CT (main.plist: 'ProMED CT 0051', int16 HU, 108 slices of 256 x 256, "
+             "0.96 mm pixels, 1.5 mm slices), every 2nd axial slice, train"),
+    Source(
+        "dicompyler-core-ct", "medical", "pypi", "dicompyler-core", "0.5.6", "dicom",
+        members=("dicompyler-core-0.5.6/tests/testdata/example_data/ct.0.dcm",),
+        test=("dicompyler-core-0.5.6/tests/testdata/example_data/ct.0.dcm",),
+        licence="BSD-3-Clause", licence_file="dicompyler-core-0.5.6/LICENSE",
+        pip_args=("--no-binary", "dicompyler-core"),
+        note="one CT slice (512 px, neck and shoulders) from the sdist's test data (the wheel has no tests/), "
+             "held out: a second test CT, another patient than pydicom-data's 693_UNCR. The RT dose, plan and "
+             "structure files are not images"),
     # ---------------------------------------------------------------- natural
     Source(
         "opencv-samples", "natural", "pypi", "opencv-python", "5.0.0.93", "photo",
