@@ -14,7 +14,8 @@ Test images: every ``test`` file of the family in ``priors/data/manifest.json`` 
 three axes, a DICOM file its first frame, a photo itself. Each is centre-cropped square and area-resized to
 the size. The means count only the images at least that size (a 128 px volume slice upsampled to 256 px is
 blocky, a picture no scanner makes); the report gives the all-image means apart. Noise: ``torch.Generator().manual_seed(0)`` per sigma, drawn image after image. BM3D (told the
-true sigma) is computed once per size and cached in ``--out``.
+true sigma) is computed once per size and image and cached in ``--out`` with the test set's image names (the
+noise of an image depends on the images drawn before it: another test set recomputes everything).
 """
 from __future__ import annotations
 
@@ -115,15 +116,20 @@ def main(argv=None) -> None:
     for size in args.sizes:
         clean = [square(x, size) for _, _, x in items]
         cache = args.out / f"bm3d_{args.family}_{size}.json"
+        names = [name for name, _, _ in items]
         bm3d = json.loads(cache.read_text()) if cache.exists() else {}
+        if bm3d.get("images") != names:  # another test set draws other noise: nothing cached applies
+            bm3d = {"images": names}
         rows = {}
         for sigma in SIGMAS:
             noisy = noisy_set(clean, sigma)
             key = str(sigma)
-            if key not in bm3d:
-                bm3d[key] = [psnr(bm3d_denoise(n, sigma), c) for n, c in zip(noisy, clean)]
-                cache.write_text(json.dumps(bm3d))
-            rows[key] = {"noisy": [psnr(n, c) for n, c in zip(noisy, clean)], "bm3d": bm3d[key]}
+            done = bm3d.setdefault(key, {})
+            for (name, _, _), n, c in zip(items, noisy, clean):
+                if name not in done:
+                    done[name] = psnr(bm3d_denoise(n, sigma), c)
+                    cache.write_text(json.dumps(bm3d))
+            rows[key] = {"noisy": [psnr(n, c) for n, c in zip(noisy, clean)], "bm3d": [done[n] for n, _, _ in items]}
             for label, prior in loaded.items():
                 with torch.no_grad():
                     rows[key][label] = [psnr(prior.denoise(n[None], sigma)[0], c) for n, c in zip(noisy, clean)]
