@@ -198,6 +198,14 @@ def _build_net(config: dict, channels: int) -> UNet:
                 dropout=config["dropout"], norm_window=config["size"])
 
 
+def _load_checkpoint(checkpoint: Path, config: dict) -> dict:
+    """A run's saved state, refused if it was written by another recipe (runtime keys aside)."""
+    saved = torch.load(checkpoint, weights_only=True)
+    if _recipe({**DEFAULTS, **saved["config"]}) != _recipe(config):
+        raise ValueError(f"config: {checkpoint} was written with a different config; use a new --out")
+    return saved
+
+
 def export_checkpoint(config: dict, out: Path) -> Path:
     """Rewrite a run's weights and card from its last checkpoint, with this code's network and card (no
     training): a run exported by older code gains what the card has learned to say since."""
@@ -205,9 +213,7 @@ def export_checkpoint(config: dict, out: Path) -> Path:
     checkpoint, _ = _checkpoint_paths(out)
     if not checkpoint.exists():
         raise ValueError(f"out: expected a run folder holding checkpoint.pt, got {out}")
-    saved = torch.load(checkpoint, weights_only=True)
-    if _recipe({**DEFAULTS, **saved["config"]}) != _recipe(config):
-        raise ValueError(f"config: {checkpoint} was written with a different config")
+    saved = _load_checkpoint(checkpoint, config)
     ema = _build_net(config, saved["ema"]["stem.weight"].shape[1])
     ema.load_state_dict(saved["ema"])
     return export(ema, config, saved["state"], out)
@@ -230,9 +236,7 @@ def train(config: dict, out: Path, max_seconds: float | None = None, progress: b
     state = {"step": 0, "seconds": 0.0, "losses": []}
     checkpoint, optimizer_path = _checkpoint_paths(out)
     if checkpoint.exists():
-        saved = torch.load(checkpoint, weights_only=True)
-        if _recipe({**DEFAULTS, **saved["config"]}) != _recipe(config):
-            raise ValueError(f"config: {checkpoint} was written with a different config; use a new --out")
+        saved = _load_checkpoint(checkpoint, config)
         net.load_state_dict(saved["net"])
         ema.load_state_dict(saved["ema"])
         saved_optimizer = torch.load(optimizer_path, weights_only=True)
